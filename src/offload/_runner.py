@@ -1,0 +1,652 @@
+"""Runner: admission, the ready queue, the thread pool and its lifecycle.
+
+State, all guarded by ``_lock``:
+
+- ``_ready``: heap of ``(-priority, seq, handle)``; one token per entry is put in
+  ``_tokens`` (a ``SimpleQueue``), which is what idle workers block on. Cancelled
+  entries stay in the heap and are skipped when popped.
+- ``_timers``: the scheduler's heap (see ``_timers.py``).
+- counters for every current state and totals since creation.
+- ``_active`` (id -> handle, unfinished) and ``_history`` (finished, bounded).
+
+The request thread's cost is validation, one handle, one heap push and one
+token: it never waits on a lock held across user code.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import datetime
+from heapq import heappop, heappush
+from queue import SimpleQueue
+from typing import Any
+
+from . import _validate as check
+from ._clock import SYSTEM_CLOCK, Clock
+from ._config import RunnerSettings
+from ._errors import ConfigurationError, PayloadError, QueueFullError, RunnerClosedError
+from ._handle import State, TaskHandle, _check_timeout
+from ._hooks import HookSet
+from ._log import runner_log
+from ._payload import check_request_bound
+from ._stats import RunnerStats, percentile
+from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
+from ._timers import TimersMixin
+from ._workers import STOP, TIMER_RUN, WorkersMixin, worker_local
+
+_QUEUED = State.QUEUED
+_SCHEDULED = State.SCHEDULED
+_CANCELLED = State.CANCELLED
+
+# Run times kept for the p50/p99 in stats(): the most recent attempts.
+_DURATION_WINDOW = 4096
+
+
+# -- task ids: a random per-process prefix and a counter (~0.2 us, vs ~2 us for uuid4)
+
+
+def _new_prefix() -> str:
+    return os.urandom(8).hex()
+
+
+_id_prefix = _new_prefix()
+_id_counter = itertools.count(1)
+
+
+def _reseed_ids_after_fork() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = _new_prefix()
+    _id_counter = itertools.count(1)
+
+
+def new_task_id() -> str:
+    """A 32-hex-digit id unique across processes (the prefix is re-drawn after fork)."""
+    return f"{_id_prefix}{next(_id_counter):016x}"
+
+
+# Every runner, to drain them at interpreter exit and to reset them after fork().
+_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+class Runner(WorkersMixin, TimersMixin):
+    """A bounded pool of worker threads that runs tasks with their policies.
+
+    Args:
+        workers: most threads running tasks at once; ``min(32, cpu + 4)`` by default.
+            Threads start when work arrives and retire after ``idle_timeout``.
+        queue_size: most tasks waiting (queued, scheduled or retrying) at once.
+        on_full: ``"raise"`` (``QueueFullError`` at once) or ``"block"`` (wait up to
+            ``block_timeout`` seconds for room, then raise).
+        block_timeout: seconds ``on_full="block"`` may wait; ``None``: no limit.
+        history: finished tasks kept for ``get(id)`` and monitoring.
+        drain_timeout: seconds ``shutdown()`` lets work finish before dropping the rest.
+        idle_timeout: seconds an idle thread waits for work before it exits.
+        abandon_timeout: seconds an attempt past its timeout may take to stop
+            before its thread is abandoned and replaced.
+        max_abandoned: abandoned threads that get a replacement (default ``workers``);
+            past it, capacity shrinks instead of threads piling up.
+        eager: run tasks inline in the caller, retries included (for tests).
+        hooks: :class:`~offload.Hook` objects.
+        clock: time source; :class:`offload.testing.FakeClock` in tests.
+        name: prefix of the thread names.
+
+    Raises:
+        ConfigurationError: an option is invalid.
+    """
+
+    _NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        queue_size: int = 10_000,
+        on_full: str = "raise",
+        block_timeout: float | None = 10.0,
+        history: int = 10_000,
+        drain_timeout: float = 20.0,
+        idle_timeout: float = 60.0,
+        abandon_timeout: float = 5.0,
+        max_abandoned: int | None = None,
+        eager: bool = False,
+        hooks: list[object] | tuple[object, ...] = (),
+        clock: Clock | None = None,
+        name: str = "offload",
+    ) -> None:
+        settings = RunnerSettings(
+            workers=workers,
+            queue_size=queue_size,
+            on_full=on_full,
+            block_timeout=block_timeout,
+            history=history,
+            drain_timeout=drain_timeout,
+            idle_timeout=idle_timeout,
+            abandon_timeout=abandon_timeout,
+            max_abandoned=max_abandoned,
+            eager=eager,
+        )
+        self._setup(settings, hooks=hooks, clock=clock, name=name)
+
+    @classmethod
+    def from_settings(
+        cls, settings: RunnerSettings, *, hooks: list[object] | tuple[object, ...] = (), clock: Clock | None = None
+    ) -> Runner:
+        """A runner with already validated settings (used by ``configure``)."""
+        runner = cls.__new__(cls)
+        runner._setup(settings, hooks=hooks, clock=clock, name="offload")
+        return runner
+
+    def _setup(
+        self, settings: RunnerSettings, *, hooks: list[object] | tuple[object, ...], clock: Clock | None, name: str
+    ) -> None:
+        if clock is not None and not all(callable(getattr(clock, m, None)) for m in ("monotonic", "time", "wait")):
+            raise ConfigurationError(f"Runner: clock must provide monotonic(), time() and wait(), got {clock!r}")
+        self.settings = settings
+        self.name = check.name("Runner", "name", name)
+        self._clock = clock or SYSTEM_CLOCK
+        self._hooks = HookSet(hooks)
+        self._eager = settings.eager
+        assert settings.workers is not None
+        self._workers_max = settings.workers
+        self._plain_options = TaskOptions(name="offload.submit")
+        self._init_state()
+        _runners.add(self)
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._timer_cond = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
+        self._idle_cond = threading.Condition(self._lock)
+        self._thread_exit = threading.Condition(self._lock)
+        self._state = self._NEW
+        self._ready: list[tuple[int, int, TaskHandle]] = []
+        self._tokens: SimpleQueue[object] = SimpleQueue()
+        self._seq = itertools.count()
+        self._timers: list[tuple[float, int, int, TaskHandle, int]] = []
+        self._timer_seq = itertools.count()
+        self._timer_thread: threading.Thread | None = None
+        self._timer_stop = False
+        self._threads: set[threading.Thread] = set()
+        self._n_threads = 0
+        self._idle = 0
+        self._blocked = 0
+        self._joiners = 0
+        self._n_queued = self._n_scheduled = self._n_retrying = self._n_running = 0
+        self._submitted = self._succeeded = self._failed = self._cancelled = 0
+        self._retries = self._failed_attempts = 0
+        self._abandoned = self._abandoned_alive = 0
+        self._durations: deque[float] = deque(maxlen=_DURATION_WINDOW)
+        self._active: dict[str, TaskHandle] = {}
+        self._history: OrderedDict[str, TaskHandle] = OrderedDict()
+        self._drain_deadline = 0.0
+        self._closed_event = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<offload.Runner {self.name} {self._state} workers={self._workers_max}>"
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown(wait=True)
+
+    # -- hooks ------------------------------------------------------------
+
+    def add_hook(self, hook: object) -> None:
+        """Register a :class:`~offload.Hook` (or any object with some of its methods)."""
+        self._hooks.add(hook)
+
+    def remove_hook(self, hook: object) -> bool:
+        """Unregister a hook; return whether it was registered."""
+        return self._hooks.remove(hook)
+
+    # -- admission --------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Run ``fn(*args, **kwargs)`` in the background; return its handle at once.
+
+        ``fn`` may be a plain callable (run once, no retries) or a declared
+        :func:`~offload.task`, which keeps its retries, timeout and priority.
+
+        Raises:
+            PayloadError: ``fn`` is not callable or an argument is request-bound.
+            QueueFullError: ``queue_size`` tasks are waiting already.
+            RunnerClosedError: the runner is shutting down.
+        """
+        return self._enqueue(fn, args, kwargs)
+
+    def _enqueue(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        priority: int | None = None,
+        name: str | None = None,
+    ) -> TaskHandle:
+        if isinstance(target, Task):
+            options = target.options
+            fn = target.fn
+            name = options.name
+        else:
+            if not callable(target):
+                raise PayloadError(f"submit(): the function to run must be callable, got {target!r}")
+            options = self._plain_options
+            fn = target
+            name = callable_name(target) if name is None else check.name("offload.Thread", "name", name)
+        check_request_bound(name, args, kwargs)
+        delay = 0.0 if countdown is None and eta is None else self._delay_for(name, countdown, eta)
+        if priority is None:
+            priority = options.priority
+        else:
+            check.integer(f"task {name!r}", "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX)
+        clock = self._clock
+        handle = TaskHandle(
+            new_task_id(),
+            name,
+            fn,
+            args,
+            kwargs,
+            options,
+            self,
+            clock.time(),
+            priority=priority,
+            ctx=contextvars.copy_context(),
+            lock=self._lock,
+        )
+        if self._hooks.get("before_enqueue"):
+            self._hooks.fire("before_enqueue", handle)
+        if self._eager:
+            self._check_open(handle)
+            self._run_eagerly(handle)
+            return handle
+        spawn = False
+        with self._lock:
+            if self._state is not self._RUNNING:
+                self._open_locked(handle)
+            if self._n_queued + self._n_scheduled + self._n_retrying >= self.settings.queue_size:
+                self._wait_for_room_locked(handle)
+            self._submitted += 1
+            self._active[handle.id] = handle
+            if delay > 0.0:
+                handle.state = _SCHEDULED
+                handle.next_attempt_at = handle.created_at + delay
+                self._n_scheduled += 1
+                self._push_timer(clock.monotonic() + delay, TIMER_RUN, handle)
+                return handle
+            heappush(self._ready, (-priority, next(self._seq), handle))
+            self._n_queued += 1
+            if self._n_queued > self._idle and self._n_threads < self._capacity():
+                self._n_threads += 1
+                spawn = True
+        self._tokens.put(None)
+        if spawn:
+            self._start_worker()
+        return handle
+
+    def _delay_for(self, name: str, countdown: float | None, eta: datetime | None) -> float:
+        owner = f"task {name!r}"
+        if countdown is not None and eta is not None:
+            raise ConfigurationError(f"{owner}: give countdown or eta, not both")
+        if countdown is not None:
+            seconds = check.seconds(owner, "countdown", countdown)
+            assert seconds is not None
+            return seconds
+        if not isinstance(eta, datetime):
+            raise ConfigurationError(f"{owner}: eta must be a datetime, got {eta!r}")
+        if eta.tzinfo is None or eta.utcoffset() is None:
+            raise ConfigurationError(
+                f"{owner}: eta must be timezone-aware (e.g. datetime.now(timezone.utc) + ...), got naive {eta!r}"
+            )
+        return max(0.0, eta.timestamp() - self._clock.time())  # an eta in the past means now
+
+    def _check_open(self, handle: TaskHandle) -> None:
+        with self._lock:
+            if self._state is not self._RUNNING:
+                self._open_locked(handle)
+
+    def _open_locked(self, handle: TaskHandle) -> None:
+        if self._state is self._NEW:
+            self._state = self._RUNNING
+            _register_exit_drain()
+            return
+        raise RunnerClosedError(
+            f"task {handle.name}: runner {self.name!r} is {self._state} and accepts no new tasks"
+        )
+
+    def _wait_for_room_locked(self, handle: TaskHandle) -> None:
+        size = self.settings.queue_size
+        message = f"task {handle.name}: the queue is full ({size} tasks waiting, queue_size={size})"
+        if self.settings.on_full == "raise":
+            raise QueueFullError(message + "; retry later, raise queue_size, or use on_full='block'")
+        if getattr(worker_local, "runner", None) is self:
+            raise QueueFullError(message + "; a task may not block waiting for room in its own runner (deadlock)")
+        timeout = self.settings.block_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._blocked += 1
+        try:
+            while self._n_queued + self._n_scheduled + self._n_retrying >= size:
+                if self._state is not self._RUNNING:
+                    raise RunnerClosedError(f"task {handle.name}: runner {self.name!r} closed while waiting for room")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFullError(message + f"; still full after block_timeout={timeout:g}s")
+                self._space.wait(remaining)
+        finally:
+            self._blocked -= 1
+
+    # -- threads ----------------------------------------------------------
+
+    def _capacity(self) -> int:
+        """Threads allowed now: ``workers``, less abandoned threads past the cap."""
+        excess = self._abandoned_alive - self.settings.abandon_cap
+        return self._workers_max - excess if excess > 0 else self._workers_max
+
+    def _spawn_locked(self) -> None:
+        if self._n_threads < self._capacity() and self._state is not self._CLOSED:
+            self._n_threads += 1
+            self._new_worker_locked().start()
+
+    def _new_worker_locked(self) -> threading.Thread:
+        thread = threading.Thread(target=self._worker_loop, name=f"{self.name}-worker", daemon=True)
+        self._threads.add(thread)
+        return thread
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            thread = self._new_worker_locked()
+        thread.start()
+
+    def _make_ready_locked(self, handle: TaskHandle) -> None:
+        handle.state = _QUEUED
+        heappush(self._ready, (-handle.priority, next(self._seq), handle))
+        self._n_queued += 1
+        self._tokens.put(None)
+        if self._n_queued > self._idle and self._n_threads < self._capacity():
+            self._n_threads += 1
+            self._new_worker_locked().start()
+
+    # -- cancel, finish, drop ----------------------------------------------
+
+    def _cancel(self, handle: TaskHandle, reason: str) -> bool:
+        with self._lock:
+            if handle.state is _CANCELLED:
+                return True
+            if not self._drop_locked(handle, reason):
+                return False
+        handle._settle()
+        return True
+
+    def _drop_locked(self, handle: TaskHandle, reason: str) -> bool:
+        """Cancel a task that has not started (or waits for a retry at shutdown)."""
+        state = handle.state
+        if state is _QUEUED:
+            self._n_queued -= 1
+        elif state is _SCHEDULED:
+            self._n_scheduled -= 1
+        elif state is State.RETRYING:
+            self._n_retrying -= 1
+        else:
+            return False
+        handle.state = _CANCELLED
+        handle.cancel_reason = reason
+        handle.finished_at = self._clock.time()
+        handle.next_attempt_at = None
+        self._cancelled += 1
+        self._retire(handle)
+        if self._blocked:
+            self._space.notify()
+        return True
+
+    def _retire(self, handle: TaskHandle) -> None:
+        """Move a finished handle from active to history (lock held)."""
+        handle._fn = handle._args = handle._kwargs = handle._ctx = None  # type: ignore[assignment]
+        self._active.pop(handle.id, None)
+        limit = self.settings.history
+        if limit:
+            history = self._history
+            history[handle.id] = handle
+            if len(history) > limit:
+                history.popitem(last=False)
+        if self._joiners and not (
+            self._n_queued or self._n_scheduled or self._n_retrying or self._n_running
+        ):
+            self._idle_cond.notify_all()
+
+    # -- lookups and stats ------------------------------------------------
+
+    def get(self, task_id: str) -> TaskHandle | None:
+        """The handle of an unfinished or recently finished task, or ``None``."""
+        if not isinstance(task_id, str):
+            raise TypeError(f"get(): task id must be a str, got {task_id!r}")
+        with self._lock:
+            return self._active.get(task_id) or self._history.get(task_id)
+
+    def stats(self) -> RunnerStats:
+        """A frozen snapshot of counts, queue depth, threads and run times."""
+        with self._lock:
+            durations = sorted(self._durations)
+            busy = self._n_running
+            snapshot = dict(
+                workers=self._workers_max,
+                threads=self._n_threads,
+                busy=min(busy, self._n_threads),
+                idle=self._idle,
+                queue_size=self.settings.queue_size,
+                queued=self._n_queued,
+                scheduled=self._n_scheduled,
+                running=self._n_running,
+                retrying=self._n_retrying,
+                submitted=self._submitted,
+                succeeded=self._succeeded,
+                failed=self._failed,
+                cancelled=self._cancelled,
+                retries=self._retries,
+                failed_attempts=self._failed_attempts,
+                abandoned_threads=self._abandoned,
+                hook_errors=self._hooks.errors,
+            )
+        return RunnerStats(
+            **snapshot,
+            run_time_mean=sum(durations) / len(durations) if durations else None,
+            run_time_p50=percentile(durations, 0.50),
+            run_time_p99=percentile(durations, 0.99),
+        )
+
+    # -- waiting and shutdown ---------------------------------------------
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until no task is queued, scheduled, retrying or running.
+
+        For tests and scripts; a web app never needs it. Returns False if
+        ``timeout`` (real seconds) passed first.
+        """
+        _check_timeout(timeout, "join")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._joiners += 1
+            try:
+                while self._n_queued or self._n_scheduled or self._n_retrying or self._n_running:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._idle_cond.wait(remaining)
+                return True
+            finally:
+                self._joiners -= 1
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False, timeout: float | None = None) -> None:
+        """Stop accepting tasks, drain, then stop the threads. Idempotent.
+
+        Args:
+            wait: block until the drain is over; otherwise it goes on in the background.
+            cancel_pending: cancel every task that has not started instead of running it.
+            timeout: seconds the drain may take (default ``drain_timeout``). Tasks
+                still waiting after it are dropped and logged at WARNING by name and id.
+        """
+        if not isinstance(wait, bool):
+            raise ConfigurationError(f"shutdown(): wait must be True or False, got {wait!r}")
+        check.flag("shutdown()", "cancel_pending", cancel_pending)
+        drain = check.seconds("shutdown()", "timeout", timeout, none_ok=True)
+        drain = self.settings.drain_timeout if drain is None else drain
+        with self._lock:
+            first = self._state in (self._NEW, self._RUNNING)
+            if first:
+                self._state = self._CLOSING
+                self._drain_deadline = self._clock.monotonic() + drain
+                dropped = self._drop_waiting_locked(cancel_pending)
+                if self._blocked:
+                    self._space.notify_all()
+        if first:
+            self._log_dropped(dropped, "cancelled at shutdown" if cancel_pending else "not due before the drain deadline")
+            for handle in dropped:
+                handle._settle()
+            if wait:
+                self._drain_and_close()
+            else:
+                threading.Thread(target=self._drain_and_close, name=f"{self.name}-drain", daemon=True).start()
+        elif wait:
+            self._closed_event.wait()
+
+    def _drop_waiting_locked(self, everything: bool) -> list[TaskHandle]:
+        """At shutdown: drop what will not run before the drain deadline."""
+        dropped = []
+        reason = "cancelled at shutdown" if everything else "dropped at shutdown"
+        for entry in self._timers:
+            handle = entry[3]
+            if entry[2] == TIMER_RUN and handle.state in (_SCHEDULED, State.RETRYING):
+                if (everything or entry[0] > self._drain_deadline) and self._drop_locked(handle, reason):
+                    dropped.append(handle)
+        if everything:
+            for _, _, handle in self._ready:
+                if handle.state is _QUEUED and self._drop_locked(handle, reason):
+                    dropped.append(handle)
+        return dropped
+
+    def _drain_and_close(self) -> None:
+        with self._lock:
+            while self._n_queued or self._n_scheduled or self._n_retrying or self._n_running:
+                if self._clock.monotonic() >= self._drain_deadline:
+                    break
+                self._joiners += 1
+                try:
+                    self._clock.wait(self._idle_cond, self._drain_deadline)
+                finally:
+                    self._joiners -= 1
+            dropped = []
+            while self._ready:
+                handle = heappop(self._ready)[2]
+                if self._drop_locked(handle, "dropped at shutdown"):
+                    dropped.append(handle)
+            dropped += self._drop_waiting_locked(True)
+            still_running = [h for h in self._active.values() if h.state is State.RUNNING]
+            self._state = self._CLOSED
+            for _ in range(self._n_threads):
+                self._tokens.put(STOP)
+            self._timer_stop = True
+            self._timer_cond.notify_all()
+            busy_idents = {h._thread_ident for h in still_running}
+            threads = [t for t in self._threads if t.ident is not None and t.ident not in busy_idents]
+            timer_thread = self._timer_thread
+        self._log_dropped(dropped, "still queued when the drain timeout passed")
+        for handle in dropped:
+            handle._settle()
+        if still_running:
+            runner_log.warning(
+                "shutdown: %d task(s) still running after the drain timeout; their threads are left behind: %s",
+                len(still_running),
+                ", ".join(f"{h.name} (id {h.id})" for h in still_running),
+            )
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join(timeout=5.0)
+        if timer_thread is not None and timer_thread is not current:
+            timer_thread.join(timeout=5.0)
+        self._hooks.fire("on_shutdown", self)
+        self._closed_event.set()
+
+    def _log_dropped(self, dropped: list[TaskHandle], why: str) -> None:
+        if not dropped:
+            return
+        by_name: dict[str, list[str]] = {}
+        for handle in dropped:
+            by_name.setdefault(handle.name, []).append(handle.id)
+        runner_log.warning(
+            "shutdown: dropped %d task(s) %s: %s",
+            len(dropped),
+            why,
+            "; ".join(f"{name} x{len(ids)} [{', '.join(ids)}]" for name, ids in by_name.items()),
+        )
+
+    @property
+    def closed(self) -> bool:
+        """True once ``shutdown()`` has begun."""
+        return self._state in (self._CLOSING, self._CLOSED)
+
+    def _reset_after_fork(self) -> None:
+        # The child has no threads: start over empty. The parent still owns
+        # (and will run) every task that was queued when fork() happened.
+        self._init_state()
+
+
+# -- process-wide: interpreter exit and fork ---------------------------------
+
+_exit_registered = False
+_exit_lock = threading.Lock()
+
+
+def _register_exit_drain() -> None:
+    """Drain every runner before the interpreter joins threads at exit.
+
+    ``threading._register_atexit`` runs before non-daemon threads are joined
+    (what ``concurrent.futures`` uses); plain ``atexit`` would run too late.
+    """
+    global _exit_registered
+    if _exit_registered:
+        return
+    with _exit_lock:
+        if _exit_registered:
+            return
+        register = getattr(threading, "_register_atexit", None)
+        try:
+            if register is not None:
+                register(_drain_all_at_exit)
+            else:  # pragma: no cover - every supported CPython has it
+                import atexit
+
+                atexit.register(_drain_all_at_exit)
+        except RuntimeError:
+            return  # the interpreter is already shutting down
+        _exit_registered = True
+
+
+def _drain_all_at_exit() -> None:
+    from . import _default
+
+    _default.exiting = True
+    runners = [r for r in list(_runners) if r._state in (Runner._RUNNING, Runner._NEW)]
+    for runner in runners:
+        runner.shutdown(wait=False)
+    for runner in runners:
+        runner._closed_event.wait()
+
+
+def _after_fork_in_child() -> None:
+    global _exit_registered
+    _reseed_ids_after_fork()
+    _exit_registered = False
+    for runner in list(_runners):
+        runner._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

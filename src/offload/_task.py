@@ -1,0 +1,273 @@
+"""Declared tasks: ``@offload.task`` and the options a task carries."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from . import _validate as check
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._handle import TaskHandle
+    from ._runner import Runner
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Priorities span the same range as Django's Tasks framework: higher runs first.
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
+# Exponent cap for the backoff doubling, far beyond any sane max_backoff; keeps
+# 2 ** n from overflowing a float when a task has thousands of retries.
+_MAX_EXPONENT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """The policies a task runs with. Built and validated by :func:`task`.
+
+    Attributes:
+        name: the registered name (``module.qualname`` unless given).
+        retries: how many more attempts after the first may run.
+        retry_on: exception classes that cause a retry; others fail at once.
+        backoff: seconds before the first retry; doubles on each next one.
+        max_backoff: cap of the backoff in seconds.
+        jitter: draw each delay uniformly from ``[0, backoff]`` ("full jitter").
+        timeout: seconds an attempt may run before ``TaskTimeoutError``; None: no limit.
+        priority: higher runs first within the runner, ``-100`` to ``100``.
+        queue: routing label, shown in stats and used by scale-out backends.
+    """
+
+    name: str
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: float = 1.0
+    max_backoff: float = 600.0
+    jitter: bool = True
+    timeout: float | None = None
+    priority: int = 0
+    queue: str = "default"
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        *,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        backoff: float = 1.0,
+        max_backoff: float = 600.0,
+        jitter: bool = True,
+        timeout: float | None = None,
+        priority: int = 0,
+        queue: str = "default",
+    ) -> TaskOptions:
+        """Validate every option and return the options; raise ``ConfigurationError``."""
+        owner = f"task {name!r}"
+        backoff_s = check.seconds(owner, "backoff", backoff)
+        max_backoff_s = check.seconds(owner, "max_backoff", max_backoff)
+        assert backoff_s is not None and max_backoff_s is not None
+        if max_backoff_s < backoff_s:
+            raise ConfigurationError(f"{owner}: max_backoff ({max_backoff!r}) must be >= backoff ({backoff!r})")
+        return cls(
+            name=check.name(owner, "name", name),
+            retries=check.integer(owner, "retries", retries, minimum=0),
+            retry_on=check.exception_types(owner, "retry_on", retry_on),
+            backoff=backoff_s,
+            max_backoff=max_backoff_s,
+            jitter=check.flag(owner, "jitter", jitter),
+            timeout=check.seconds(owner, "timeout", timeout, none_ok=True, zero_ok=False),
+            priority=check.integer(owner, "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX),
+            queue=check.name(owner, "queue", queue),
+        )
+
+    def retry_delay(self, retry_number: int) -> float:
+        """Seconds to wait before retry number ``retry_number`` (1 for the first)."""
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** min(retry_number - 1, _MAX_EXPONENT))
+        return random.uniform(0.0, ceiling) if self.jitter else ceiling
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of a callable, with sensible fallbacks."""
+    try:
+        return f"{fn.__module__}.{fn.__qualname__}"
+    except AttributeError:
+        pass
+    if isinstance(fn, functools.partial):
+        return callable_name(fn.func)
+    cls = type(fn)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Task(Generic[P, R]):
+    """A function declared with :func:`task`.
+
+    Calling it runs the function inline, exactly as before it was decorated.
+    ``delay``/``enqueue``/``apply_async`` run it in the background on the default
+    runner (or pass the task to ``Runner.submit`` to use another one); the task's
+    options travel with it either way.
+    """
+
+    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.options = options
+
+    @property
+    def name(self) -> str:
+        """The name the task is registered and recorded under."""
+        return self.options.name
+
+    def __repr__(self) -> str:
+        return f"<offload.Task {self.options.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Run in the background with these arguments (Celery spelling)."""
+        return _default_runner()._enqueue(self, args, kwargs)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Run in the background with these arguments (``django.tasks`` spelling)."""
+        return _default_runner()._enqueue(self, args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        priority: int | None = None,
+    ) -> TaskHandle:
+        """Run in the background, optionally later or with another priority.
+
+        Args:
+            args: positional arguments for the function.
+            kwargs: keyword arguments for the function.
+            countdown: seconds from now before the task may start.
+            eta: aware datetime before which the task may not start; one in the
+                past means "now". Give ``countdown`` or ``eta``, not both.
+            priority: overrides the task's priority for this call.
+        """
+        if not isinstance(args, (tuple, list)):
+            raise ConfigurationError(f"task {self.name!r}: apply_async(args=...) must be a tuple or list, got {args!r}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ConfigurationError(f"task {self.name!r}: apply_async(kwargs=...) must be a dict, got {kwargs!r}")
+        return _default_runner()._enqueue(
+            self, tuple(args), kwargs or {}, countdown=countdown, eta=eta, priority=priority
+        )
+
+
+def _default_runner() -> Runner:
+    from ._default import default_runner
+
+    return default_runner()
+
+
+_registry: dict[str, Task[Any, Any]] = {}
+_registry_lock = threading.Lock()
+
+
+def registered_tasks() -> dict[str, Task[Any, Any]]:
+    """A copy of the name -> task registry of this process."""
+    with _registry_lock:
+        return dict(_registry)
+
+
+def _register(new: Task[Any, Any]) -> None:
+    with _registry_lock:
+        old = _registry.get(new.name)
+        if old is not None and callable_name(old.fn) != callable_name(new.fn):
+            raise ConfigurationError(
+                f"task {new.name!r}: name already used by {callable_name(old.fn)}; give one of them another name="
+            )
+        _registry[new.name] = new  # same function re-imported (autoreload): the newest wins
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    backoff: float = 1.0,
+    max_backoff: float = 600.0,
+    jitter: bool = True,
+    timeout: float | None = None,
+    priority: int = 0,
+    queue: str = "default",
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    backoff: float = 1.0,
+    max_backoff: float = 600.0,
+    jitter: bool = True,
+    timeout: float | None = None,
+    priority: int = 0,
+    queue: str = "default",
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Declare a background task, bare (``@task``) or with options (``@task(retries=3)``).
+
+    Args:
+        name: registered name; defaults to ``module.qualname``.
+        retries: extra attempts after a failure (0: run once).
+        retry_on: exception classes that are retried; anything else fails at once.
+        backoff: seconds before the first retry, doubling each time (exponential).
+        max_backoff: cap of that delay.
+        jitter: draw the delay uniformly between 0 and the cap ("full jitter"),
+            so that many failing tasks do not retry in lock-step.
+        timeout: seconds an attempt may run; ``None`` for no limit.
+        priority: ``-100`` to ``100``; higher runs first.
+        queue: routing label.
+
+    Raises:
+        ConfigurationError: an option is invalid (named in the message).
+    """
+
+    def decorate(func: Callable[P, R]) -> Task[P, R]:
+        if isinstance(func, Task):
+            raise ConfigurationError(f"task {func.name!r}: @task applied twice")
+        if not callable(func):
+            raise ConfigurationError(f"@task must decorate a function, got {func!r}")
+        task_name = name if name is not None else callable_name(func)
+        if inspect.iscoroutinefunction(func):
+            raise ConfigurationError(
+                f"task {task_name!r}: coroutine functions cannot be tasks yet; wrap the call in a plain function"
+            )
+        options = TaskOptions.build(
+            task_name,
+            retries=retries,
+            retry_on=retry_on,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            jitter=jitter,
+            timeout=timeout,
+            priority=priority,
+            queue=queue,
+        )
+        declared = Task(func, options)
+        _register(declared)
+        return declared
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
