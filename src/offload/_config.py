@@ -44,7 +44,7 @@ class RunnerSettings:
         set_(self, "workers", check.integer(owner, "workers", workers, minimum=1, maximum=1024))
         check.integer(owner, "queue_size", self.queue_size, minimum=1)
         check.choice(owner, "on_full", self.on_full, ON_FULL)
-        set_(self, "block_timeout", check.seconds(owner, "block_timeout", self.block_timeout, none_ok=True))
+        set_(self, "block_timeout", check.optional_seconds(owner, "block_timeout", self.block_timeout))
         check.integer(owner, "history", self.history, minimum=0)
         set_(self, "drain_timeout", check.seconds(owner, "drain_timeout", self.drain_timeout))
         set_(self, "idle_timeout", check.seconds(owner, "idle_timeout", self.idle_timeout, zero_ok=False))

@@ -86,6 +86,7 @@ class TaskHandle:
 
     __slots__ = (
         "__weakref__",
+        "_args",
         "_attempt_done",
         "_callbacks",
         "_ctx",
@@ -93,7 +94,6 @@ class TaskHandle:
         "_exc",
         "_fn",
         "_interrupted",
-        "_args",
         "_kwargs",
         "_lock",
         "_options",
@@ -167,7 +167,7 @@ class TaskHandle:
         self._callbacks: list[Callable[[TaskHandle], object]] | None = None
         self._thread_ident: int | None = None
         self._attempt_done = True
-        self._interrupted = False
+        self._interrupted = 0  # see _timers.py: NOT_INTERRUPTED, INTERRUPTED, ABANDONED
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.name} id={self.id} state={self.state.value} attempts={self.attempts}>"
@@ -241,7 +241,10 @@ class TaskHandle:
         return TaskCancelledError(f"task {self.name} (id {self.id}) was {reason}")
 
     def cancel(self) -> bool:
-        """Cancel the task if it has not started yet.
+        """Cancel the task unless an attempt is running or it has finished.
+
+        A task can be cancelled while queued, scheduled, or waiting between two
+        attempts for its retry. A running attempt is never interrupted.
 
         Returns:
             True if the task is now cancelled (also if it already was), False if it

@@ -26,7 +26,8 @@ class Interrupt(BaseException):
 
 def raise_in_thread(ident: int) -> bool:
     """Schedule :class:`Interrupt` in thread ``ident``; return whether it exists."""
-    return _set_async_exc(ident, ctypes.py_object(Interrupt)) == 1
+    found: int = _set_async_exc(ident, ctypes.py_object(Interrupt))
+    return found == 1
 
 
 def clear_in_thread(ident: int) -> None:

@@ -38,8 +38,8 @@ from ._log import runner_log
 from ._payload import check_request_bound
 from ._stats import RunnerStats, percentile
 from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
-from ._timers import TimersMixin
-from ._workers import STOP, TIMER_RUN, WorkersMixin, worker_local
+from ._timers import TIMER_RUN, push_timer
+from ._workers import STOP, run_eagerly, worker_local, worker_loop
 
 _QUEUED = State.QUEUED
 _SCHEDULED = State.SCHEDULED
@@ -75,7 +75,7 @@ def new_task_id() -> str:
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 
 
-class Runner(WorkersMixin, TimersMixin):
+class Runner:
     """A bounded pool of worker threads that runs tasks with their policies.
 
     Args:
@@ -267,7 +267,7 @@ class Runner(WorkersMixin, TimersMixin):
             self._hooks.fire("before_enqueue", handle)
         if self._eager:
             self._check_open(handle)
-            self._run_eagerly(handle)
+            run_eagerly(self, handle)
             return handle
         spawn = False
         with self._lock:
@@ -281,7 +281,7 @@ class Runner(WorkersMixin, TimersMixin):
                 handle.state = _SCHEDULED
                 handle.next_attempt_at = handle.created_at + delay
                 self._n_scheduled += 1
-                self._push_timer(clock.monotonic() + delay, TIMER_RUN, handle)
+                push_timer(self, clock.monotonic() + delay, TIMER_RUN, handle)
                 return handle
             heappush(self._ready, (-priority, next(self._seq), handle))
             self._n_queued += 1
@@ -298,9 +298,7 @@ class Runner(WorkersMixin, TimersMixin):
         if countdown is not None and eta is not None:
             raise ConfigurationError(f"{owner}: give countdown or eta, not both")
         if countdown is not None:
-            seconds = check.seconds(owner, "countdown", countdown)
-            assert seconds is not None
-            return seconds
+            return check.seconds(owner, "countdown", countdown)
         if not isinstance(eta, datetime):
             raise ConfigurationError(f"{owner}: eta must be a datetime, got {eta!r}")
         if eta.tzinfo is None or eta.utcoffset() is None:
@@ -319,9 +317,7 @@ class Runner(WorkersMixin, TimersMixin):
             self._state = self._RUNNING
             _register_exit_drain()
             return
-        raise RunnerClosedError(
-            f"task {handle.name}: runner {self.name!r} is {self._state} and accepts no new tasks"
-        )
+        raise RunnerClosedError(f"task {handle.name}: runner {self.name!r} is {self._state} and accepts no new tasks")
 
     def _wait_for_room_locked(self, handle: TaskHandle) -> None:
         size = self.settings.queue_size
@@ -357,7 +353,7 @@ class Runner(WorkersMixin, TimersMixin):
             self._new_worker_locked().start()
 
     def _new_worker_locked(self) -> threading.Thread:
-        thread = threading.Thread(target=self._worker_loop, name=f"{self.name}-worker", daemon=True)
+        thread = threading.Thread(target=worker_loop, args=(self,), name=f"{self.name}-worker", daemon=True)
         self._threads.add(thread)
         return thread
 
@@ -417,9 +413,7 @@ class Runner(WorkersMixin, TimersMixin):
             history[handle.id] = handle
             if len(history) > limit:
                 history.popitem(last=False)
-        if self._joiners and not (
-            self._n_queued or self._n_scheduled or self._n_retrying or self._n_running
-        ):
+        if self._joiners and not (self._n_queued or self._n_scheduled or self._n_retrying or self._n_running):
             self._idle_cond.notify_all()
 
     # -- lookups and stats ------------------------------------------------
@@ -496,7 +490,7 @@ class Runner(WorkersMixin, TimersMixin):
         if not isinstance(wait, bool):
             raise ConfigurationError(f"shutdown(): wait must be True or False, got {wait!r}")
         check.flag("shutdown()", "cancel_pending", cancel_pending)
-        drain = check.seconds("shutdown()", "timeout", timeout, none_ok=True)
+        drain = check.optional_seconds("shutdown()", "timeout", timeout)
         drain = self.settings.drain_timeout if drain is None else drain
         with self._lock:
             first = self._state in (self._NEW, self._RUNNING)
@@ -507,7 +501,8 @@ class Runner(WorkersMixin, TimersMixin):
                 if self._blocked:
                     self._space.notify_all()
         if first:
-            self._log_dropped(dropped, "cancelled at shutdown" if cancel_pending else "not due before the drain deadline")
+            why = "cancelled at shutdown" if cancel_pending else "not due before the drain deadline"
+            self._log_dropped(dropped, why)
             for handle in dropped:
                 handle._settle()
             if wait:
@@ -523,9 +518,10 @@ class Runner(WorkersMixin, TimersMixin):
         reason = "cancelled at shutdown" if everything else "dropped at shutdown"
         for entry in self._timers:
             handle = entry[3]
-            if entry[2] == TIMER_RUN and handle.state in (_SCHEDULED, State.RETRYING):
-                if (everything or entry[0] > self._drain_deadline) and self._drop_locked(handle, reason):
-                    dropped.append(handle)
+            waiting = entry[2] == TIMER_RUN and handle.state in (_SCHEDULED, State.RETRYING)
+            late = everything or entry[0] > self._drain_deadline
+            if waiting and late and self._drop_locked(handle, reason):
+                dropped.append(handle)
         if everything:
             for _, _, handle in self._ready:
                 if handle.state is _QUEUED and self._drop_locked(handle, reason):
@@ -612,8 +608,6 @@ def _register_exit_drain() -> None:
     (what ``concurrent.futures`` uses); plain ``atexit`` would run too late.
     """
     global _exit_registered
-    if _exit_registered:
-        return
     with _exit_lock:
         if _exit_registered:
             return

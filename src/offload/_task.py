@@ -73,7 +73,6 @@ class TaskOptions:
         owner = f"task {name!r}"
         backoff_s = check.seconds(owner, "backoff", backoff)
         max_backoff_s = check.seconds(owner, "max_backoff", max_backoff)
-        assert backoff_s is not None and max_backoff_s is not None
         if max_backoff_s < backoff_s:
             raise ConfigurationError(f"{owner}: max_backoff ({max_backoff!r}) must be >= backoff ({backoff!r})")
         return cls(
@@ -83,7 +82,7 @@ class TaskOptions:
             backoff=backoff_s,
             max_backoff=max_backoff_s,
             jitter=check.flag(owner, "jitter", jitter),
-            timeout=check.seconds(owner, "timeout", timeout, none_ok=True, zero_ok=False),
+            timeout=check.optional_seconds(owner, "timeout", timeout, zero_ok=False),
             priority=check.integer(owner, "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX),
             queue=check.name(owner, "queue", queue),
         )

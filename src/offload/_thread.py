@@ -79,7 +79,8 @@ class Thread:
         if type(self).run is Thread.run and self._target is not None:
             handle = runner._enqueue(self._target, self._args, self._kwargs, name=self._name)
         else:
-            handle = runner._enqueue(self.run, (), {}, name=self._name or f"{type(self).__module__}.{type(self).__qualname__}")
+            name = self._name or f"{type(self).__module__}.{type(self).__qualname__}"
+            handle = runner._enqueue(self.run, (), {}, name=name)
         self.handle = handle
         return handle
 

@@ -8,10 +8,15 @@ from typing import Any
 from ._errors import ConfigurationError
 
 
-def seconds(owner: str, option: str, value: Any, *, none_ok: bool = False, zero_ok: bool = True) -> float | None:
-    """Check a duration in float seconds; return it as a float."""
-    if value is None and none_ok:
+def optional_seconds(owner: str, option: str, value: Any, *, zero_ok: bool = True) -> float | None:
+    """Like :func:`seconds`, but ``None`` is allowed (and returned)."""
+    if value is None:
         return None
+    return seconds(owner, option, value, zero_ok=zero_ok, none_ok=True)
+
+
+def seconds(owner: str, option: str, value: Any, *, zero_ok: bool = True, none_ok: bool = False) -> float:
+    """Check a duration in float seconds; return it as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         expected = "a number of seconds" + (" or None" if none_ok else "")
         raise ConfigurationError(f"{owner}: {option} must be {expected}, got {value!r}")
@@ -50,9 +55,7 @@ def exception_types(owner: str, option: str, value: Any) -> tuple[type[BaseExcep
     items = value if isinstance(value, tuple) else (value,)
     for item in items:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise ConfigurationError(
-                f"{owner}: {option} must be an exception class or a tuple of them, got {value!r}"
-            )
+            raise ConfigurationError(f"{owner}: {option} must be an exception class or a tuple of them, got {value!r}")
     return items
 
 

@@ -1,0 +1,90 @@
+"""Pins the public surface: adding or removing a name is a deliberate change."""
+
+from __future__ import annotations
+
+import offload
+
+
+def test_all_is_pinned():
+    assert sorted(offload.__all__) == sorted(
+        [
+            "EVENTS",
+            "Clock",
+            "ConfigurationError",
+            "EnqueueError",
+            "ErrorInfo",
+            "Hook",
+            "JournalCorruptError",
+            "JournalError",
+            "JournalWriteError",
+            "OffloadError",
+            "PayloadError",
+            "QueueFullError",
+            "RetriesExhaustedError",
+            "Retry",
+            "Runner",
+            "RunnerClosedError",
+            "RunnerSettings",
+            "RunnerStats",
+            "State",
+            "Task",
+            "TaskCancelledError",
+            "TaskHandle",
+            "TaskOptions",
+            "TaskTimeoutError",
+            "Thread",
+            "__version__",
+            "configure",
+            "default_runner",
+            "get",
+            "install_signal_handlers",
+            "off",
+            "on",
+            "registered_tasks",
+            "shutdown",
+            "stats",
+            "submit",
+            "task",
+        ]
+    )
+
+
+def test_every_exported_name_exists_and_is_documented():
+    for name in offload.__all__:
+        obj = getattr(offload, name)
+        if callable(obj) and not isinstance(obj, str):
+            assert obj.__doc__, f"offload.{name} has no docstring"
+
+
+def test_error_tree():
+    assert issubclass(offload.ConfigurationError, offload.OffloadError)
+    assert issubclass(offload.PayloadError, offload.EnqueueError)
+    assert issubclass(offload.QueueFullError, offload.EnqueueError)
+    assert issubclass(offload.RunnerClosedError, offload.EnqueueError)
+    assert issubclass(offload.TaskTimeoutError, offload.OffloadError)
+    assert issubclass(offload.TaskTimeoutError, TimeoutError)
+    assert issubclass(offload.JournalWriteError, offload.JournalError)
+    assert issubclass(offload.JournalCorruptError, offload.JournalError)
+    assert issubclass(offload.RetriesExhaustedError, offload.OffloadError)
+    assert not issubclass(offload.Retry, offload.OffloadError)  # flow control, not an error
+
+
+def test_states():
+    assert [s.value for s in offload.State] == [
+        "queued",
+        "scheduled",
+        "running",
+        "retrying",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ]
+    assert str(offload.State.FAILED) == "failed"
+    assert offload.State.FAILED.finished and not offload.State.RETRYING.finished
+
+
+def test_no_required_dependencies():
+    from importlib.metadata import requires
+
+    required = [r for r in (requires("offload") or []) if "extra ==" not in r]
+    assert required == []
