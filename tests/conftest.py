@@ -43,7 +43,7 @@ def _reset_default_runner() -> None:
     _default._settings = offload.RunnerSettings()
     with _hooks._global_lock:
         _hooks._global.clear()
-        _hooks._global_version += 1
+    _hooks._rebuild_all()
 
 
 @pytest.fixture

@@ -426,8 +426,32 @@ def test_shutdown_drops_what_misses_the_drain_deadline(make_runner, clock, caplo
     assert not stopper.is_alive()
     assert first.result(timeout=WAIT) is None
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "dropped" in r.getMessage()]
-    assert any(late.id in m and "1 task(s)" in m for m in warnings)
-    assert any(queued.id in m and "builtins.int" in m for m in warnings)
+    assert "shutdown: dropped 1 task(s) not due before the drain deadline" in warnings
+    assert f"shutdown: dropped tasks 1-1 of 1: builtins.int (id {late.id})" in warnings
+    assert "shutdown: dropped 1 task(s) still queued when the drain timeout passed" in warnings
+    assert f"shutdown: dropped tasks 1-1 of 1: builtins.int (id {queued.id})" in warnings
+
+
+def test_many_dropped_tasks_are_all_named_in_bounded_lines(make_runner, caplog):
+    runner = make_runner(workers=1, drain_timeout=0)
+    gate = Gate()
+    runner.submit(gate.task)
+    gate.wait_started()
+    queued = [runner.submit(int, i) for i in range(250)]
+    stopper = threading.Thread(target=runner.shutdown)
+    stopper.start()
+    for handle in queued:
+        assert handle.wait(WAIT) and handle.cancelled()
+    gate.release.set()
+    stopper.join(WAIT)
+    lines = [r.getMessage() for r in caplog.records if "dropped tasks" in r.getMessage()]
+    assert [line.split(":")[1] for line in lines] == [
+        " dropped tasks 1-100 of 250",
+        " dropped tasks 101-200 of 250",
+        " dropped tasks 201-250 of 250",
+    ]
+    logged = " ".join(lines)
+    assert all(h.id in logged for h in queued)
 
 
 def test_shutdown_cancel_pending(make_runner):

@@ -137,7 +137,6 @@ class TaskHandle:
         options: TaskOptions,
         runner: Runner | None,
         created_at: float,
-        *,
         priority: int,
         ctx: Context | None = None,
         lock: threading.Lock | None = None,
@@ -279,6 +278,9 @@ class TaskHandle:
         with self._lock:
             event, callbacks = self._event, self._callbacks
             self._callbacks = None
+        self._wake(event, callbacks)
+
+    def _wake(self, event: threading.Event | None, callbacks: list[Callable[[TaskHandle], object]] | None) -> None:
         if event is not None:
             event.set()
         if callbacks:

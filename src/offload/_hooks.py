@@ -11,6 +11,7 @@ task, the worker or the caller.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,8 @@ def check_event(event: str) -> str:
 
 # Functions registered with offload.on(): they apply to every runner in the process.
 _global: list[tuple[str, Callable[..., Any]]] = []
-_global_version = 0
 _global_lock = threading.Lock()
+_hook_sets: weakref.WeakSet[HookSet] = weakref.WeakSet()
 
 
 def on(event: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -91,12 +92,11 @@ def on(event: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     check_event(event)
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        global _global_version
         if not callable(fn):
             raise ConfigurationError(f"offload.on({event!r}) must decorate a callable, got {fn!r}")
         with _global_lock:
             _global.append((event, fn))
-            _global_version += 1
+        _rebuild_all()
         return fn
 
     return register
@@ -104,15 +104,19 @@ def on(event: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 def off(event: str, fn: Callable[..., Any]) -> bool:
     """Remove a function registered with :func:`on`; return whether it was registered."""
-    global _global_version
     check_event(event)
     with _global_lock:
         try:
             _global.remove((event, fn))
         except ValueError:
             return False
-        _global_version += 1
-        return True
+    _rebuild_all()
+    return True
+
+
+def _rebuild_all() -> None:
+    for hook_set in list(_hook_sets):
+        hook_set._rebuild()
 
 
 def _hook_methods(hook: object) -> list[tuple[str, Callable[..., Any]]]:
@@ -133,56 +137,63 @@ def _hook_methods(hook: object) -> list[tuple[str, Callable[..., Any]]]:
 
 
 class HookSet:
-    """The hooks of one runner, merged with the global ones, as a tuple per event."""
+    """The hooks of one runner merged with the global ones.
+
+    Each event is an attribute holding the callables in calling order (an empty
+    tuple when there are none), so the hot path tests ``if hooks.after_success:``
+    and pays nothing when no hook is registered.
+    """
+
+    before_enqueue: tuple[Callable[..., Any], ...] = ()
+    before_attempt: tuple[Callable[..., Any], ...] = ()
+    after_attempt: tuple[Callable[..., Any], ...] = ()
+    after_success: tuple[Callable[..., Any], ...] = ()
+    after_failure: tuple[Callable[..., Any], ...] = ()
+    after_retry_scheduled: tuple[Callable[..., Any], ...] = ()
+    on_shutdown: tuple[Callable[..., Any], ...] = ()
 
     def __init__(self, hooks: object = ()) -> None:
-        self._own: list[tuple[object, list[tuple[str, Callable[..., Any]]]]] = []
-        self._lock = threading.Lock()
-        self._by_event: dict[str, tuple[Callable[..., Any], ...]] = {}
-        self._version = -1
-        self.errors = 0
         if not isinstance(hooks, (list, tuple)):
             raise ConfigurationError(f"Runner: hooks must be a list of hook objects, got {hooks!r}")
+        self._own: list[tuple[object, list[tuple[str, Callable[..., Any]]]]] = []
+        self._lock = threading.Lock()
+        self.errors = 0
         for hook in hooks:
-            self.add(hook)
+            self._own.append((hook, _hook_methods(hook)))
+        _hook_sets.add(self)
+        self._rebuild()
 
     def add(self, hook: object) -> None:
         methods = _hook_methods(hook)
         with self._lock:
             self._own.append((hook, methods))
-            self._version = -1
+        self._rebuild()
 
     def remove(self, hook: object) -> bool:
         with self._lock:
             for i, (own, _) in enumerate(self._own):
                 if own is hook:
                     del self._own[i]
-                    self._version = -1
-                    return True
-        return False
-
-    def get(self, event: str) -> tuple[Callable[..., Any], ...]:
-        """The callables for ``event``, in calling order (empty tuple if none)."""
-        if self._version != _global_version:
-            self._rebuild()
-        return self._by_event.get(event, ())
+                    break
+            else:
+                return False
+        self._rebuild()
+        return True
 
     def _rebuild(self) -> None:
         with self._lock, _global_lock:
-            merged: dict[str, list[Callable[..., Any]]] = {}
+            merged: dict[str, list[Callable[..., Any]]] = {event: [] for event in EVENTS}
             for event, fn in _global:
-                merged.setdefault(event, []).append(fn)
+                merged[event].append(fn)
             for _, methods in self._own:
                 for event, fn in methods:
-                    merged.setdefault(event, []).append(fn)
-            self._by_event = {
-                event: tuple(reversed(fns)) if event in _REVERSED else tuple(fns) for event, fns in merged.items()
-            }
-            self._version = _global_version
+                    merged[event].append(fn)
+            for event, fns in merged.items():
+                setattr(self, event, tuple(reversed(fns)) if event in _REVERSED else tuple(fns))
 
     def fire(self, event: str, *args: Any) -> None:
         """Call every hook for ``event``; log and count any that raises."""
-        for fn in self.get(event):
+        for fn in getattr(self, event):
             try:
                 fn(*args)
             except Exception:

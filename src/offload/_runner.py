@@ -15,7 +15,6 @@ token: it never waits on a lock held across user code.
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import os
 import threading
@@ -23,8 +22,8 @@ import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from contextvars import copy_context
 from datetime import datetime
-from heapq import heappop, heappush
 from queue import SimpleQueue
 from typing import Any
 
@@ -36,6 +35,7 @@ from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
 from ._log import runner_log
 from ._payload import check_request_bound
+from ._ready import ReadyQueue
 from ._stats import RunnerStats, percentile
 from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
 from ._timers import TIMER_RUN, push_timer
@@ -47,6 +47,9 @@ _CANCELLED = State.CANCELLED
 
 # Run times kept for the p50/p99 in stats(): the most recent attempts.
 _DURATION_WINDOW = 4096
+
+# Dropped tasks named per log record at shutdown, so no single line is huge.
+_LOG_CHUNK = 100
 
 
 # -- task ids: a random per-process prefix and a counter (~0.2 us, vs ~2 us for uuid4)
@@ -150,7 +153,10 @@ class Runner:
             raise ConfigurationError(f"Runner: clock must provide monotonic(), time() and wait(), got {clock!r}")
         self.settings = settings
         self.name = check.name("Runner", "name", name)
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = clock = clock or SYSTEM_CLOCK
+        # Bound once: the hot paths call these for every task.
+        self._now: Callable[[], float] = time.monotonic if clock is SYSTEM_CLOCK else clock.monotonic
+        self._wall: Callable[[], float] = time.time if clock is SYSTEM_CLOCK else clock.time
         self._hooks = HookSet(hooks)
         self._eager = settings.eager
         assert settings.workers is not None
@@ -166,9 +172,8 @@ class Runner:
         self._idle_cond = threading.Condition(self._lock)
         self._thread_exit = threading.Condition(self._lock)
         self._state = self._NEW
-        self._ready: list[tuple[int, int, TaskHandle]] = []
+        self._ready = ReadyQueue()
         self._tokens: SimpleQueue[object] = SimpleQueue()
-        self._seq = itertools.count()
         self._timers: list[tuple[float, int, int, TaskHandle, int]] = []
         self._timer_seq = itertools.count()
         self._timer_thread: threading.Thread | None = None
@@ -182,6 +187,8 @@ class Runner:
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
         self._retries = self._failed_attempts = 0
         self._abandoned = self._abandoned_alive = 0
+        self._max_threads = self._workers_max
+        self._queue_size = self.settings.queue_size
         self._durations: deque[float] = deque(maxlen=_DURATION_WINDOW)
         self._active: dict[str, TaskHandle] = {}
         self._history: OrderedDict[str, TaskHandle] = OrderedDict()
@@ -243,27 +250,17 @@ class Runner:
             options = self._plain_options
             fn = target
             name = callable_name(target) if name is None else check.name("offload.Thread", "name", name)
-        check_request_bound(name, args, kwargs)
+        if args or kwargs:
+            check_request_bound(name, args, kwargs)
         delay = 0.0 if countdown is None and eta is None else self._delay_for(name, countdown, eta)
         if priority is None:
             priority = options.priority
         else:
             check.integer(f"task {name!r}", "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX)
-        clock = self._clock
         handle = TaskHandle(
-            new_task_id(),
-            name,
-            fn,
-            args,
-            kwargs,
-            options,
-            self,
-            clock.time(),
-            priority=priority,
-            ctx=contextvars.copy_context(),
-            lock=self._lock,
+            new_task_id(), name, fn, args, kwargs, options, self, self._wall(), priority, copy_context(), self._lock
         )
-        if self._hooks.get("before_enqueue"):
+        if self._hooks.before_enqueue:
             self._hooks.fire("before_enqueue", handle)
         if self._eager:
             self._check_open(handle)
@@ -273,7 +270,7 @@ class Runner:
         with self._lock:
             if self._state is not self._RUNNING:
                 self._open_locked(handle)
-            if self._n_queued + self._n_scheduled + self._n_retrying >= self.settings.queue_size:
+            if self._n_queued + self._n_scheduled + self._n_retrying >= self._queue_size:
                 self._wait_for_room_locked(handle)
             self._submitted += 1
             self._active[handle.id] = handle
@@ -281,11 +278,11 @@ class Runner:
                 handle.state = _SCHEDULED
                 handle.next_attempt_at = handle.created_at + delay
                 self._n_scheduled += 1
-                push_timer(self, clock.monotonic() + delay, TIMER_RUN, handle)
+                push_timer(self, self._now() + delay, TIMER_RUN, handle)
                 return handle
-            heappush(self._ready, (-priority, next(self._seq), handle))
+            self._ready.push(handle)
             self._n_queued += 1
-            if self._n_queued > self._idle and self._n_threads < self._capacity():
+            if self._n_queued > self._idle and self._n_threads < self._max_threads:
                 self._n_threads += 1
                 spawn = True
         self._tokens.put(None)
@@ -305,7 +302,7 @@ class Runner:
             raise ConfigurationError(
                 f"{owner}: eta must be timezone-aware (e.g. datetime.now(timezone.utc) + ...), got naive {eta!r}"
             )
-        return max(0.0, eta.timestamp() - self._clock.time())  # an eta in the past means now
+        return max(0.0, eta.timestamp() - self._wall())  # an eta in the past means now
 
     def _check_open(self, handle: TaskHandle) -> None:
         with self._lock:
@@ -342,13 +339,14 @@ class Runner:
 
     # -- threads ----------------------------------------------------------
 
-    def _capacity(self) -> int:
-        """Threads allowed now: ``workers``, less abandoned threads past the cap."""
+    def _abandoned_changed_locked(self, delta: int) -> None:
+        """Count abandoned threads; past ``max_abandoned`` each one costs a worker slot."""
+        self._abandoned_alive += delta
         excess = self._abandoned_alive - self.settings.abandon_cap
-        return self._workers_max - excess if excess > 0 else self._workers_max
+        self._max_threads = self._workers_max - excess if excess > 0 else self._workers_max
 
     def _spawn_locked(self) -> None:
-        if self._n_threads < self._capacity() and self._state is not self._CLOSED:
+        if self._n_threads < self._max_threads and self._state is not self._CLOSED:
             self._n_threads += 1
             self._new_worker_locked().start()
 
@@ -364,10 +362,10 @@ class Runner:
 
     def _make_ready_locked(self, handle: TaskHandle) -> None:
         handle.state = _QUEUED
-        heappush(self._ready, (-handle.priority, next(self._seq), handle))
+        self._ready.push(handle)
         self._n_queued += 1
         self._tokens.put(None)
-        if self._n_queued > self._idle and self._n_threads < self._capacity():
+        if self._n_queued > self._idle and self._n_threads < self._max_threads:
             self._n_threads += 1
             self._new_worker_locked().start()
 
@@ -395,7 +393,7 @@ class Runner:
             return False
         handle.state = _CANCELLED
         handle.cancel_reason = reason
-        handle.finished_at = self._clock.time()
+        handle.finished_at = self._wall()
         handle.next_attempt_at = None
         self._cancelled += 1
         self._retire(handle)
@@ -496,7 +494,7 @@ class Runner:
             first = self._state in (self._NEW, self._RUNNING)
             if first:
                 self._state = self._CLOSING
-                self._drain_deadline = self._clock.monotonic() + drain
+                self._drain_deadline = self._now() + drain
                 dropped = self._drop_waiting_locked(cancel_pending)
                 if self._blocked:
                     self._space.notify_all()
@@ -523,7 +521,7 @@ class Runner:
             if waiting and late and self._drop_locked(handle, reason):
                 dropped.append(handle)
         if everything:
-            for _, _, handle in self._ready:
+            for handle in self._ready:
                 if handle.state is _QUEUED and self._drop_locked(handle, reason):
                     dropped.append(handle)
         return dropped
@@ -531,7 +529,7 @@ class Runner:
     def _drain_and_close(self) -> None:
         with self._lock:
             while self._n_queued or self._n_scheduled or self._n_retrying or self._n_running:
-                if self._clock.monotonic() >= self._drain_deadline:
+                if self._now() >= self._drain_deadline:
                     break
                 self._joiners += 1
                 try:
@@ -539,8 +537,7 @@ class Runner:
                 finally:
                     self._joiners -= 1
             dropped = []
-            while self._ready:
-                handle = heappop(self._ready)[2]
+            for handle in self._ready.drain():
                 if self._drop_locked(handle, "dropped at shutdown"):
                     dropped.append(handle)
             dropped += self._drop_waiting_locked(True)
@@ -572,17 +569,19 @@ class Runner:
         self._closed_event.set()
 
     def _log_dropped(self, dropped: list[TaskHandle], why: str) -> None:
+        """Log exactly which tasks were dropped: a count, then every name and id (in chunks)."""
         if not dropped:
             return
-        by_name: dict[str, list[str]] = {}
-        for handle in dropped:
-            by_name.setdefault(handle.name, []).append(handle.id)
-        runner_log.warning(
-            "shutdown: dropped %d task(s) %s: %s",
-            len(dropped),
-            why,
-            "; ".join(f"{name} x{len(ids)} [{', '.join(ids)}]" for name, ids in by_name.items()),
-        )
+        runner_log.warning("shutdown: dropped %d task(s) %s", len(dropped), why)
+        for start in range(0, len(dropped), _LOG_CHUNK):
+            chunk = dropped[start : start + _LOG_CHUNK]
+            runner_log.warning(
+                "shutdown: dropped tasks %d-%d of %d: %s",
+                start + 1,
+                start + len(chunk),
+                len(dropped),
+                ", ".join(f"{h.name} (id {h.id})" for h in chunk),
+            )
 
     @property
     def closed(self) -> bool:

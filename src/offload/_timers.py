@@ -47,10 +47,11 @@ def push_timer(runner: Runner, due: float, kind: int, handle: TaskHandle) -> Non
 
 def timer_loop(runner: Runner) -> None:
     clock = runner._clock
+    now = runner._now
     timers = runner._timers
     with runner._lock:
         while not runner._timer_stop:
-            if timers and timers[0][0] <= clock.monotonic():
+            if timers and timers[0][0] <= now():
                 _, _, kind, handle, attempt = heappop(timers)
                 if kind == TIMER_RUN:
                     due_locked(runner, handle)
@@ -89,7 +90,7 @@ def timeout_locked(runner: Runner, handle: TaskHandle, attempt: int) -> None:
         handle._options.timeout,
     )
     raise_in_thread(handle._thread_ident)
-    push_timer(runner, runner._clock.monotonic() + runner.settings.abandon_timeout, TIMER_ABANDON, handle)
+    push_timer(runner, runner._now() + runner.settings.abandon_timeout, TIMER_ABANDON, handle)
 
 
 def abandon_locked(runner: Runner, handle: TaskHandle, attempt: int) -> None:
@@ -98,7 +99,7 @@ def abandon_locked(runner: Runner, handle: TaskHandle, attempt: int) -> None:
         return
     handle._interrupted = ABANDONED
     runner._abandoned += 1
-    runner._abandoned_alive += 1
+    runner._abandoned_changed_locked(+1)
     for thread in list(runner._threads):
         if thread.ident == handle._thread_ident:
             runner._threads.discard(thread)

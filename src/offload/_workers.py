@@ -7,10 +7,11 @@ Everything here runs with the runner's state described in ``_runner.py``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import traceback
 import types
-from heapq import heappop
+from functools import partial
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,9 @@ STOP = object()
 # Tells a thread which runner it works for (used to refuse blocking admission
 # from inside a worker, which could deadlock the pool).
 worker_local = threading.local()
+
+
+_debug = partial(task_log.isEnabledFor, logging.DEBUG)
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -63,7 +67,8 @@ def worker_loop(runner: Runner) -> None:
     worker_local.runner = runner
     tokens = runner._tokens
     lock = runner._lock
-    ready = runner._ready
+    pop = runner._ready.pop
+    ident = threading.get_ident()
     idle_timeout = runner.settings.idle_timeout
     try:
         while True:
@@ -93,17 +98,15 @@ def worker_loop(runner: Runner) -> None:
                     runner._threads.discard(threading.current_thread())
                     runner._thread_exit.notify_all()
                     return
-                if not ready:
-                    continue  # its entry was dropped at shutdown
-                handle = heappop(ready)[2]
-                if handle.state is not _QUEUED:
-                    continue  # cancelled while queued
+                handle = pop()
+                if handle is None or handle.state is not _QUEUED:
+                    continue  # dropped at shutdown, or cancelled while queued
                 handle.state = _RUNNING
                 runner._n_queued -= 1
                 runner._n_running += 1
                 if runner._blocked:
                     runner._space.notify()
-            if not run_attempt(runner, handle, threading.get_ident()):
+            if not run_attempt(runner, handle, ident):
                 return  # this thread was abandoned; a replacement took its place
     except BaseException:  # pragma: no cover - a bug in offload itself
         runner_log.critical("offload worker thread crashed", exc_info=True)
@@ -119,17 +122,16 @@ def worker_loop(runner: Runner) -> None:
 
 def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> bool:
     """Run the next attempt of a RUNNING handle; False if the thread was abandoned."""
-    options = handle._options
-    clock = runner._clock
+    now = runner._now
     handle.attempts += 1
     handle._thread_ident = ident
     if handle.started_at is None:
-        handle.started_at = clock.time()
+        handle.started_at = runner._wall()
     hooks = runner._hooks
-    if hooks.get("before_attempt"):
+    if hooks.before_attempt:
         hooks.fire("before_attempt", handle)
-    timeout = options.timeout
-    started = clock.monotonic()
+    timeout = handle._options.timeout
+    started = now()
     result: Any = None
     exc: BaseException | None = None
     if timeout is None or runner._eager:
@@ -144,7 +146,7 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> bool:
     else:
         exc, result = run_watched(runner, handle, ident, started + timeout)
         if handle._interrupted == ABANDONED:
-            abandoned_thread_returned(runner, handle, clock.monotonic() - started)
+            abandoned_thread_returned(runner, handle, now() - started)
             return False
         if handle._interrupted == INTERRUPTED:
             timeout_exc = TaskTimeoutError(
@@ -152,11 +154,15 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> bool:
                 f"exceeded its timeout of {timeout:g}s and was interrupted"
             )
             exc = timeout_exc.with_traceback(exc.__traceback__ if exc is not None else None)
-    duration = clock.monotonic() - started
+    duration = now() - started
     if exc is None and type(result) is types.CoroutineType:
         result.close()
         exc = TypeError(f"task {handle.name} returned a coroutine; coroutine functions cannot be tasks yet")
-    attempt_finished(runner, handle, result, exc, duration)
+    if exc is None and not (hooks.after_attempt or hooks.after_success) and not _debug():
+        runner._durations.append(duration)
+        finish(runner, handle, _SUCCEEDED, result, None)  # the common case, without the detour
+    else:
+        attempt_finished(runner, handle, result, exc, duration)
     return True
 
 
@@ -202,7 +208,7 @@ def abandoned_thread_returned(runner: Runner, handle: TaskHandle, ran_for: float
         ran_for,
     )
     with runner._lock:
-        runner._abandoned_alive -= 1
+        runner._abandoned_changed_locked(-1)
         runner._threads.discard(threading.current_thread())
         runner._thread_exit.notify_all()
         if runner._n_queued > runner._idle:
@@ -217,11 +223,11 @@ def attempt_finished(
 ) -> None:
     """Record an attempt's outcome: success, retry or failure."""
     hooks = runner._hooks
-    if hooks.get("after_attempt"):
+    if hooks.after_attempt:
         hooks.fire("after_attempt", handle, exc)
     runner._durations.append(duration)
     if exc is None:
-        if task_log.isEnabledFor(10):
+        if _debug():
             task_log.debug(
                 "task %s (id %s) succeeded in %.3fs",
                 handle.name,
@@ -229,7 +235,7 @@ def attempt_finished(
                 duration,
                 extra=_extra(handle, duration, "succeeded"),
             )
-        if hooks.get("after_success"):
+        if hooks.after_success:
             hooks.fire("after_success", handle, result)
         finish(runner, handle, _SUCCEEDED, result, None)
         return
@@ -268,8 +274,8 @@ def schedule_retry(runner: Runner, handle: TaskHandle, exc: BaseException, delay
         exc_info=None if explicit else exc,
         extra=_extra(handle, duration, "retrying"),
     )
-    handle.next_attempt_at = runner._clock.time() + delay
-    if retry_later(runner, handle, delay) and runner._hooks.get("after_retry_scheduled"):
+    handle.next_attempt_at = runner._wall() + delay
+    if retry_later(runner, handle, delay) and runner._hooks.after_retry_scheduled:
         runner._hooks.fire("after_retry_scheduled", handle, exc, delay)
     _clear_frames(exc)
 
@@ -293,7 +299,7 @@ def fail(runner: Runner, handle: TaskHandle, exc: BaseException, duration: float
         exc_info=exc,
         extra=_extra(handle, duration, "failed"),
     )
-    if runner._hooks.get("after_failure"):
+    if runner._hooks.after_failure:
         runner._hooks.fire("after_failure", handle, exc)
     _clear_frames(exc)
     finish(runner, handle, _FAILED, None, exc)
@@ -301,13 +307,12 @@ def fail(runner: Runner, handle: TaskHandle, exc: BaseException, duration: float
 
 def finish(runner: Runner, handle: TaskHandle, state: State, result: Any, exc: BaseException | None) -> None:
     """The one place a started task becomes SUCCEEDED or FAILED."""
-    finished_at = runner._clock.time()
+    finished_at = runner._wall()
     with runner._lock:
         handle.state = state
         handle._result = result
         handle._exc = exc
         handle.finished_at = finished_at
-        handle.next_attempt_at = None
         runner._n_running -= 1
         if state is _SUCCEEDED:
             runner._succeeded += 1
@@ -315,7 +320,10 @@ def finish(runner: Runner, handle: TaskHandle, state: State, result: Any, exc: B
             runner._failed += 1
             runner._failed_attempts += 1
         runner._retire(handle)
-    handle._settle()
+        event, callbacks = handle._event, handle._callbacks
+        handle._callbacks = None
+    if event is not None or callbacks:
+        handle._wake(event, callbacks)
 
 
 def retry_later(runner: Runner, handle: TaskHandle, delay: float) -> bool:
@@ -326,7 +334,7 @@ def retry_later(runner: Runner, handle: TaskHandle, delay: float) -> bool:
         runner._failed_attempts += 1
         handle.state = State.RETRYING
         runner._n_retrying += 1
-        due = runner._clock.monotonic() + delay
+        due = runner._now() + delay
         dropped = runner._state is runner._CLOSING and due > runner._drain_deadline
         if dropped:
             runner._drop_locked(handle, "dropped at shutdown: its retry was due after the drain deadline")
