@@ -239,3 +239,27 @@ def test_retry_scheduled_during_drain_after_deadline_is_dropped(clock, watch):
     assert not stopper.is_alive()
     assert handle.state is State.CANCELLED
     assert "retry was due after the drain deadline" in (handle.cancel_reason or "")
+
+
+def test_retry_after_the_runner_closed_is_dropped(clock, watch):
+    started = threading.Event()
+    release = threading.Event()
+
+    def fails_late() -> None:
+        started.set()
+        assert release.wait(WAIT)
+        raise ConnectionError("down")
+
+    runner = Runner(workers=1, clock=clock, hooks=[watch], drain_timeout=1)
+    handle = runner.submit(declare(fails_late, retries=3, backoff=0.0, jitter=False))
+    assert started.wait(WAIT)
+    stopper = threading.Thread(target=runner.shutdown)
+    stopper.start()
+    with runner._lock:
+        assert runner._space.wait_for(lambda: runner._state == runner._CLOSING, timeout=WAIT)
+    clock.advance(1)  # the drain deadline passes with the attempt still running: the runner closes
+    stopper.join(WAIT)
+    assert not stopper.is_alive() and runner._state == runner._CLOSED
+    release.set()
+    assert handle.wait(WAIT)
+    assert handle.state is State.CANCELLED and watch.scheduled.empty()

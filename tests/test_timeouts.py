@@ -188,3 +188,14 @@ def test_real_clock_timeout_end_to_end():
         with pytest.raises(TaskTimeoutError):
             handle.result(timeout=WAIT)
         assert time.monotonic() - started < WAIT
+
+
+def test_finished_timeouts_do_not_pile_up_in_the_timer_heap(clock):
+    with Runner(workers=2, clock=clock) as runner:
+        quick = offload.task(name="tests.quick_long_timeout", timeout=3600)(int)
+        for i in range(3000):
+            runner.submit(quick, i)
+        assert runner.join(timeout=WAIT)
+        runner.submit(quick, 0).result(timeout=WAIT)
+        with runner._lock:
+            assert len(runner._timers) <= 2 * 1024 + 2  # compacted, not 3001 stale entries

@@ -178,6 +178,7 @@ class Runner:
         self._timer_seq = itertools.count()
         self._timer_thread: threading.Thread | None = None
         self._timer_stop = False
+        self._stale_timers = 0
         self._threads: set[threading.Thread] = set()
         self._n_threads = 0
         self._idle = 0
@@ -387,8 +388,10 @@ class Runner:
             self._n_queued -= 1
         elif state is _SCHEDULED:
             self._n_scheduled -= 1
+            self._stale_timers += 1
         elif state is State.RETRYING:
             self._n_retrying -= 1
+            self._stale_timers += 1
         else:
             return False
         handle.state = _CANCELLED

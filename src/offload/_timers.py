@@ -11,7 +11,7 @@ or the attempt it watched has ended) is recognised and skipped when it fires.
 from __future__ import annotations
 
 import threading
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING
 
 from ._errors import TaskTimeoutError
@@ -32,8 +32,14 @@ _RUNNING = State.RUNNING
 _WAITING = (State.SCHEDULED, State.RETRYING)
 
 
+# Stale entries tolerated before the heap is compacted (and at most half of it).
+_COMPACT_AFTER = 1024
+
+
 def push_timer(runner: Runner, due: float, kind: int, handle: TaskHandle) -> None:
     """Add a timer; the runner lock is held by the caller."""
+    if runner._stale_timers > _COMPACT_AFTER and runner._stale_timers * 2 > len(runner._timers):
+        _compact(runner)
     entry = (due, next(runner._timer_seq), kind, handle, handle.attempts)
     heappush(runner._timers, entry)
     if runner._timer_thread is None:
@@ -43,6 +49,22 @@ def push_timer(runner: Runner, due: float, kind: int, handle: TaskHandle) -> Non
         thread.start()
     elif runner._timers[0] is entry:
         runner._timer_cond.notify()
+
+
+def _compact(runner: Runner) -> None:
+    """Drop stale entries, so finished timeouts of long-timeout tasks cannot pile up."""
+    timers = runner._timers
+    timers[:] = [entry for entry in timers if _live(entry[2], entry[3], entry[4])]
+    heapify(timers)
+    runner._stale_timers = 0
+
+
+def _live(kind: int, handle: TaskHandle, attempt: int) -> bool:
+    if handle.attempts != attempt:
+        return False
+    if kind == TIMER_RUN:
+        return handle.state in _WAITING
+    return handle.state is _RUNNING and not handle._attempt_done
 
 
 def timer_loop(runner: Runner) -> None:

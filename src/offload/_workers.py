@@ -159,8 +159,7 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> bool:
         result.close()
         exc = TypeError(f"task {handle.name} returned a coroutine; coroutine functions cannot be tasks yet")
     if exc is None and not (hooks.after_attempt or hooks.after_success) and not _debug():
-        runner._durations.append(duration)
-        finish(runner, handle, _SUCCEEDED, result, None)  # the common case, without the detour
+        finish(runner, handle, _SUCCEEDED, result, None, duration)  # the common case, without the detour
     else:
         attempt_finished(runner, handle, result, exc, duration)
     return True
@@ -188,6 +187,7 @@ def run_watched(runner: Runner, handle: TaskHandle, ident: int, deadline: float)
             with lock:
                 handle._attempt_done = True
                 interrupted = handle._interrupted
+                runner._stale_timers += 1  # its timeout timer, unless it fired
             if interrupted:
                 # The timer fired: an Interrupt may still be pending for this
                 # thread. Clear it before it lands in offload's own code.
@@ -225,7 +225,6 @@ def attempt_finished(
     hooks = runner._hooks
     if hooks.after_attempt:
         hooks.fire("after_attempt", handle, exc)
-    runner._durations.append(duration)
     if exc is None:
         if _debug():
             task_log.debug(
@@ -237,7 +236,7 @@ def attempt_finished(
             )
         if hooks.after_success:
             hooks.fire("after_success", handle, result)
-        finish(runner, handle, _SUCCEEDED, result, None)
+        finish(runner, handle, _SUCCEEDED, result, None, duration)
         return
     delay = retry_delay(runner, handle, exc)
     if delay is None:
@@ -275,7 +274,7 @@ def schedule_retry(runner: Runner, handle: TaskHandle, exc: BaseException, delay
         extra=_extra(handle, duration, "retrying"),
     )
     handle.next_attempt_at = runner._wall() + delay
-    if retry_later(runner, handle, delay) and runner._hooks.after_retry_scheduled:
+    if retry_later(runner, handle, delay, duration) and runner._hooks.after_retry_scheduled:
         runner._hooks.fire("after_retry_scheduled", handle, exc, delay)
     _clear_frames(exc)
 
@@ -302,10 +301,12 @@ def fail(runner: Runner, handle: TaskHandle, exc: BaseException, duration: float
     if runner._hooks.after_failure:
         runner._hooks.fire("after_failure", handle, exc)
     _clear_frames(exc)
-    finish(runner, handle, _FAILED, None, exc)
+    finish(runner, handle, _FAILED, None, exc, duration)
 
 
-def finish(runner: Runner, handle: TaskHandle, state: State, result: Any, exc: BaseException | None) -> None:
+def finish(
+    runner: Runner, handle: TaskHandle, state: State, result: Any, exc: BaseException | None, duration: float
+) -> None:
     """The one place a started task becomes SUCCEEDED or FAILED."""
     finished_at = runner._wall()
     with runner._lock:
@@ -313,6 +314,7 @@ def finish(runner: Runner, handle: TaskHandle, state: State, result: Any, exc: B
         handle._result = result
         handle._exc = exc
         handle.finished_at = finished_at
+        runner._durations.append(duration)
         runner._n_running -= 1
         if state is _SUCCEEDED:
             runner._succeeded += 1
@@ -326,16 +328,17 @@ def finish(runner: Runner, handle: TaskHandle, state: State, result: Any, exc: B
         handle._wake(event, callbacks)
 
 
-def retry_later(runner: Runner, handle: TaskHandle, delay: float) -> bool:
+def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: float) -> bool:
     """Put a task that failed an attempt back, ``delay`` seconds from now; False if dropped."""
     with runner._lock:
+        runner._durations.append(duration)
         runner._n_running -= 1
         runner._retries += 1
         runner._failed_attempts += 1
         handle.state = State.RETRYING
         runner._n_retrying += 1
         due = runner._now() + delay
-        dropped = runner._state is runner._CLOSING and due > runner._drain_deadline
+        dropped = runner._state is runner._CLOSED or (runner._state is runner._CLOSING and due > runner._drain_deadline)
         if dropped:
             runner._drop_locked(handle, "dropped at shutdown: its retry was due after the drain deadline")
         elif not runner._eager:  # eager mode loops in the caller instead
