@@ -515,3 +515,30 @@ def test_system_exit_in_task_is_a_failure_not_a_dead_worker(make_runner):
     with pytest.raises(SystemExit):
         handle.result(timeout=WAIT)
     assert runner.submit(int, 5).result(timeout=WAIT) == 5
+
+
+def test_concurrency_never_exceeds_workers_high_water_mark(make_runner):
+    runner = make_runner(workers=4)
+    lock = threading.Lock()
+    current = 0
+    high = 0
+    threads_seen: set[int] = set()
+    barrier = threading.Barrier(4, timeout=WAIT)
+
+    def task(i: int) -> None:
+        nonlocal current, high
+        with lock:
+            current += 1
+            high = max(high, current)
+            threads_seen.add(threading.get_ident())
+        if i < 4:
+            barrier.wait()  # the first four provably run at the same time
+        with lock:
+            current -= 1
+
+    for i in range(400):
+        runner.submit(task, i)
+    assert runner.join(timeout=WAIT)
+    assert high == 4
+    assert len(threads_seen) <= 4
+    assert runner.stats().succeeded == 400
