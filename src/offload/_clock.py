@@ -33,7 +33,7 @@ class Clock:
         else:
             remaining = deadline - time.monotonic()
             if remaining > 0:
-                cond.wait(remaining)
+                cond.wait(min(remaining, threading.TIMEOUT_MAX))
 
 
 SYSTEM_CLOCK = Clock()

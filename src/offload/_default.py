@@ -13,7 +13,7 @@ from typing import Any
 from ._config import RunnerSettings
 from ._errors import ConfigurationError, RunnerClosedError
 from ._handle import TaskHandle
-from ._runner import Runner
+from ._runner import Runner, check_shutdown_arguments
 from ._stats import RunnerStats
 
 _lock = threading.Lock()
@@ -90,6 +90,8 @@ def get(task_id: str) -> TaskHandle | None:
     Unfinished tasks are always found; finished ones while they are among the
     last ``history`` tasks.
     """
+    if not isinstance(task_id, str):
+        raise TypeError(f"get(): task id must be a str, got {task_id!r}")
     runner = _runner
     return None if runner is None else runner.get(task_id)
 
@@ -104,6 +106,7 @@ def shutdown(wait: bool = True, *, cancel_pending: bool = False, timeout: float 
 
     A later submit creates a new default runner with the same settings.
     """
+    check_shutdown_arguments(wait, cancel_pending, timeout)
     runner = _runner
     if runner is not None:
         runner.shutdown(wait, cancel_pending=cancel_pending, timeout=timeout)

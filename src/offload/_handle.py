@@ -195,6 +195,9 @@ class TaskHandle:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the task is done or ``timeout`` seconds pass; return ``done()``."""
         _check_timeout(timeout, "wait")
+        return self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> bool:
         if self.state in _FINISHED:
             return True
         with self._lock:
@@ -214,7 +217,8 @@ class TaskHandle:
             TaskCancelledError: the task was cancelled or dropped at shutdown.
             Exception: the task's own exception, re-raised unchanged.
         """
-        if not self.wait(timeout):
+        _check_timeout(timeout, "result")
+        if not self._wait(timeout):
             raise TimeoutError(f"task {self.name} (id {self.id}) not done after {timeout}s; state {self.state.value}")
         if self.state is State.CANCELLED:
             raise self._cancelled_error()
@@ -229,7 +233,8 @@ class TaskHandle:
             TimeoutError: the task is not done within ``timeout``.
             TaskCancelledError: the task was cancelled or dropped at shutdown.
         """
-        if not self.wait(timeout):
+        _check_timeout(timeout, "exception")
+        if not self._wait(timeout):
             raise TimeoutError(f"task {self.name} (id {self.id}) not done after {timeout}s; state {self.state.value}")
         if self.state is State.CANCELLED:
             raise self._cancelled_error()
@@ -304,3 +309,5 @@ def _check_timeout(timeout: float | None, what: str) -> None:
         raise TypeError(f"{what}(timeout=...) must be seconds as a number or None, got {timeout!r}")
     if not timeout >= 0:
         raise ValueError(f"{what}(timeout=...) must be >= 0 seconds, got {timeout!r}")
+    if timeout > threading.TIMEOUT_MAX:
+        raise ValueError(f"{what}(timeout=...) must be at most {threading.TIMEOUT_MAX:g} seconds, got {timeout!r}")

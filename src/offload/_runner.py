@@ -303,7 +303,10 @@ class Runner:
             raise ConfigurationError(
                 f"{owner}: eta must be timezone-aware (e.g. datetime.now(timezone.utc) + ...), got naive {eta!r}"
             )
-        return max(0.0, eta.timestamp() - self._wall())  # an eta in the past means now
+        delay = eta.timestamp() - self._wall()
+        if delay > check.MAX_SECONDS:
+            raise ConfigurationError(f"{owner}: eta is too far in the future ({eta.isoformat()})")
+        return max(0.0, delay)  # an eta in the past means now
 
     def _check_open(self, handle: TaskHandle) -> None:
         with self._lock:
@@ -488,10 +491,7 @@ class Runner:
             timeout: seconds the drain may take (default ``drain_timeout``). Tasks
                 still waiting after it are dropped and logged at WARNING by name and id.
         """
-        if not isinstance(wait, bool):
-            raise ConfigurationError(f"shutdown(): wait must be True or False, got {wait!r}")
-        check.flag("shutdown()", "cancel_pending", cancel_pending)
-        drain = check.optional_seconds("shutdown()", "timeout", timeout)
+        drain = check_shutdown_arguments(wait, cancel_pending, timeout)
         drain = self.settings.drain_timeout if drain is None else drain
         with self._lock:
             first = self._state in (self._NEW, self._RUNNING)
@@ -530,8 +530,10 @@ class Runner:
         return dropped
 
     def _drain_and_close(self) -> None:
+        # shutdown() called from inside a task of this runner: do not wait for that task
+        own = 1 if getattr(worker_local, "runner", None) is self else 0
         with self._lock:
-            while self._n_queued or self._n_scheduled or self._n_retrying or self._n_running:
+            while self._n_queued or self._n_scheduled or self._n_retrying or self._n_running > own:
                 if self._now() >= self._drain_deadline:
                     break
                 self._joiners += 1
@@ -544,7 +546,8 @@ class Runner:
                 if self._drop_locked(handle, "dropped at shutdown"):
                     dropped.append(handle)
             dropped += self._drop_waiting_locked(True)
-            still_running = [h for h in self._active.values() if h.state is State.RUNNING]
+            me = threading.get_ident()
+            still_running = [h for h in self._active.values() if h.state is State.RUNNING and h._thread_ident != me]
             self._state = self._CLOSED
             for _ in range(self._n_threads):
                 self._tokens.put(STOP)
@@ -562,11 +565,10 @@ class Runner:
                 len(still_running),
                 ", ".join(f"{h.name} (id {h.id})" for h in still_running),
             )
-        current = threading.current_thread()
         for thread in threads:
-            if thread is not current:
+            if thread.ident != me:
                 thread.join(timeout=5.0)
-        if timer_thread is not None and timer_thread is not current:
+        if timer_thread is not None and timer_thread.ident != me:
             timer_thread.join(timeout=5.0)
         self._hooks.fire("on_shutdown", self)
         self._closed_event.set()
@@ -595,6 +597,13 @@ class Runner:
         # The child has no threads: start over empty. The parent still owns
         # (and will run) every task that was queued when fork() happened.
         self._init_state()
+
+
+def check_shutdown_arguments(wait: object, cancel_pending: object, timeout: object) -> float | None:
+    """Validate ``shutdown()``'s arguments; return the timeout in seconds (or None)."""
+    check.flag("shutdown()", "wait", wait)
+    check.flag("shutdown()", "cancel_pending", cancel_pending)
+    return check.optional_seconds("shutdown()", "timeout", timeout)
 
 
 # -- process-wide: interpreter exit and fork ---------------------------------

@@ -35,9 +35,21 @@ def install_signal_handlers(signals: Iterable[int] = (signal.SIGTERM, signal.SIG
     for signum in signals:
         if not isinstance(signum, int) or signum not in signal.valid_signals():
             raise ConfigurationError(f"install_signal_handlers(): {signum!r} is not a valid signal number")
-    for signum in signals:
-        previous = signal.getsignal(signum)
-        signal.signal(signum, _make_handler(signum, previous))
+        if signum in _UNCATCHABLE:
+            raise ConfigurationError(f"install_signal_handlers(): {signal.Signals(signum).name} cannot be caught")
+    installed: list[tuple[int, Any]] = []
+    try:
+        for signum in signals:
+            previous = signal.getsignal(signum)
+            signal.signal(signum, _make_handler(signum, previous))
+            installed.append((signum, previous))
+    except (OSError, ValueError) as exc:
+        for signum, previous in reversed(installed):  # all or nothing
+            signal.signal(signum, previous)
+        raise ConfigurationError(f"install_signal_handlers(): cannot handle signal {signum!r}: {exc}") from exc
+
+
+_UNCATCHABLE = frozenset(getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name))
 
 
 def _make_handler(signum: int, previous: Any) -> Any:

@@ -38,7 +38,7 @@ class Thread:
         daemon: bool | None = None,
     ) -> None:
         if group is not None:
-            raise ValueError("offload.Thread: group must be None (as in threading.Thread)")
+            raise ValueError(f"offload.Thread: group must be None (as in threading.Thread), got {group!r}")
         if target is not None and not callable(target):
             raise TypeError(f"offload.Thread: target must be callable, got {target!r}")
         if name is not None and not isinstance(name, str):

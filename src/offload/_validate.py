@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 from ._errors import ConfigurationError
+
+#: The longest duration any wait can take (``threading.TIMEOUT_MAX``, about 292 years).
+MAX_SECONDS = threading.TIMEOUT_MAX
 
 
 def optional_seconds(owner: str, option: str, value: Any, *, zero_ok: bool = True) -> float | None:
@@ -23,6 +27,8 @@ def seconds(owner: str, option: str, value: Any, *, zero_ok: bool = True, none_o
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not zero_ok):
         bound = ">= 0" if zero_ok else "> 0"
         raise ConfigurationError(f"{owner}: {option} must be a finite number of seconds {bound}, got {value!r}")
+    if value > MAX_SECONDS:
+        raise ConfigurationError(f"{owner}: {option} must be at most {MAX_SECONDS:g} seconds, got {value!r}")
     return float(value)
 
 
