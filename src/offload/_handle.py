@@ -286,6 +286,7 @@ class TaskHandle:
         self._wake(event, callbacks)
 
     def _wake(self, event: threading.Event | None, callbacks: list[Callable[[TaskHandle], object]] | None) -> None:
+        """Set the waiters' event and run the done callbacks (taken under the lock)."""
         if event is not None:
             event.set()
         if callbacks:

@@ -11,6 +11,7 @@ import logging
 import threading
 import traceback
 import types
+from collections.abc import Callable
 from functools import partial
 from queue import Empty
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,12 @@ _FAILED = State.FAILED
 
 # Put into the token queue once per worker to make it exit.
 STOP = object()
+
+# run_attempt's answer when the runner gave up on this thread during the attempt.
+ABANDONED_THREAD = object()
+
+# A successful attempt not recorded yet: the arguments of finish().
+Done = tuple[TaskHandle, State, Any, "BaseException | None", float]
 
 # Tells a thread which runner it works for (used to refuse blocking admission
 # from inside a worker, which could deadlock the pool).
@@ -64,18 +71,28 @@ def _clear_frames(exc: BaseException | None) -> None:
 
 
 def worker_loop(runner: Runner) -> None:
+    """Serve the ready queue until told to stop, idle too long, or abandoned.
+
+    A successful attempt is recorded in the same critical section that takes
+    the next task (``done``), so a busy worker takes the runner lock once per
+    task; before it blocks for more work it records it on its own.
+    """
     worker_local.runner = runner
     tokens = runner._tokens
     lock = runner._lock
     pop = runner._ready.pop
     ident = threading.get_ident()
     idle_timeout = runner.settings.idle_timeout
+    done: Done | None = None
     try:
         while True:
             try:
                 token = tokens.get_nowait()
                 was_idle = False
             except Empty:
+                if done is not None:
+                    finish(runner, *done)
+                    done = None
                 with lock:
                     runner._idle += 1
                 try:
@@ -85,43 +102,59 @@ def worker_loop(runner: Runner) -> None:
                         runner._idle -= 1
                         if runner._n_queued and runner._state is not runner._CLOSED:
                             continue
-                        runner._n_threads -= 1
-                        runner._threads.discard(threading.current_thread())
-                        runner._thread_exit.notify_all()
+                        _thread_exits_locked(runner)
                     return
                 was_idle = True
+            handle: TaskHandle | None = None
             with lock:
+                woken = None if done is None else record_locked(runner, *done, runner._wall())
                 if was_idle:
                     runner._idle -= 1
                 if token is STOP:
-                    runner._n_threads -= 1
-                    runner._threads.discard(threading.current_thread())
-                    runner._thread_exit.notify_all()
-                    return
-                handle = pop()
-                if handle is None or handle.state is not _QUEUED:
-                    continue  # dropped at shutdown, or cancelled while queued
-                handle.state = _RUNNING
-                runner._n_queued -= 1
-                runner._n_running += 1
-                if runner._blocked:
-                    runner._space.notify()
-            if not run_attempt(runner, handle, ident):
-                return  # this thread was abandoned; a replacement took its place
+                    _thread_exits_locked(runner)
+                else:
+                    handle = pop()
+                    if handle is not None and handle.state is _QUEUED:
+                        handle.state = _RUNNING
+                        runner._n_queued -= 1
+                        runner._n_running += 1
+                        if runner._blocked:
+                            runner._space.notify()
+                    else:
+                        handle = None  # dropped at shutdown, or cancelled while queued
+            if done is not None:
+                done[0]._wake(*woken)  # type: ignore[misc]
+                done = None
+            if token is STOP:
+                return
+            if handle is not None:
+                outcome = run_attempt(runner, handle, ident)
+                if outcome is ABANDONED_THREAD:
+                    return  # a replacement took this thread's place
+                done = outcome  # type: ignore[assignment]
     except BaseException:  # pragma: no cover - a bug in offload itself
         runner_log.critical("offload worker thread crashed", exc_info=True)
         with lock:
-            runner._n_threads -= 1
-            runner._threads.discard(threading.current_thread())
-            runner._thread_exit.notify_all()
+            _thread_exits_locked(runner)
         raise
+
+
+def _thread_exits_locked(runner: Runner) -> None:
+    runner._n_threads -= 1
+    runner._threads.discard(threading.current_thread())
+    runner._thread_exit.notify_all()
 
 
 # -- one attempt ----------------------------------------------------
 
 
-def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> bool:
-    """Run the next attempt of a RUNNING handle; False if the thread was abandoned."""
+def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object | None:
+    """Run the next attempt of a RUNNING handle.
+
+    Returns ``ABANDONED_THREAD`` if this thread was given up on meanwhile, the
+    arguments of :func:`finish` for a plain success (the caller records it), or
+    None once the outcome is fully recorded.
+    """
     now = runner._now
     handle.attempts += 1
     handle._thread_ident = ident
@@ -147,7 +180,7 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> bool:
         exc, result = run_watched(runner, handle, ident, started + timeout)
         if handle._interrupted == ABANDONED:
             abandoned_thread_returned(runner, handle, now() - started)
-            return False
+            return ABANDONED_THREAD
         if handle._interrupted == INTERRUPTED:
             timeout_exc = TaskTimeoutError(
                 f"task {handle.name} (id {handle.id}) attempt {handle.attempts} "
@@ -159,10 +192,9 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> bool:
         result.close()
         exc = TypeError(f"task {handle.name} returned a coroutine; coroutine functions cannot be tasks yet")
     if exc is None and not (hooks.after_attempt or hooks.after_success) and not _debug():
-        finish(runner, handle, _SUCCEEDED, result, None, duration)  # the common case, without the detour
-    else:
-        attempt_finished(runner, handle, result, exc, duration)
-    return True
+        return (handle, _SUCCEEDED, result, None, duration)  # the common case, without the detour
+    attempt_finished(runner, handle, result, exc, duration)
+    return None
 
 
 def run_watched(runner: Runner, handle: TaskHandle, ident: int, deadline: float) -> tuple[BaseException | None, Any]:
@@ -307,25 +339,42 @@ def fail(runner: Runner, handle: TaskHandle, exc: BaseException, duration: float
 def finish(
     runner: Runner, handle: TaskHandle, state: State, result: Any, exc: BaseException | None, duration: float
 ) -> None:
-    """The one place a started task becomes SUCCEEDED or FAILED."""
+    """Record that a started task SUCCEEDED or FAILED, then wake its waiters."""
     finished_at = runner._wall()
     with runner._lock:
-        handle.state = state
-        handle._result = result
-        handle._exc = exc
-        handle.finished_at = finished_at
-        runner._durations.append(duration)
-        runner._n_running -= 1
-        if state is _SUCCEEDED:
-            runner._succeeded += 1
-        else:
-            runner._failed += 1
-            runner._failed_attempts += 1
-        runner._retire(handle)
-        event, callbacks = handle._event, handle._callbacks
-        handle._callbacks = None
-    if event is not None or callbacks:
-        handle._wake(event, callbacks)
+        woken = record_locked(runner, handle, state, result, exc, duration, finished_at)
+    handle._wake(*woken)
+
+
+def record_locked(
+    runner: Runner,
+    handle: TaskHandle,
+    state: State,
+    result: Any,
+    exc: BaseException | None,
+    duration: float,
+    finished_at: float,
+) -> tuple[threading.Event | None, list[Callable[[TaskHandle], object]] | None]:
+    """The one place a started task's final outcome is set (lock held).
+
+    Returns the waiters' event and the done callbacks, to be woken by the
+    caller once the lock is released.
+    """
+    handle.state = state
+    handle._result = result
+    handle._exc = exc
+    handle.finished_at = finished_at
+    runner._durations.append(duration)
+    runner._n_running -= 1
+    if state is _SUCCEEDED:
+        runner._succeeded += 1
+    else:
+        runner._failed += 1
+        runner._failed_attempts += 1
+    runner._retire(handle)
+    event, callbacks = handle._event, handle._callbacks
+    handle._callbacks = None
+    return event, callbacks
 
 
 def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: float) -> bool:
@@ -361,7 +410,9 @@ def run_eagerly(runner: Runner, handle: TaskHandle) -> None:
         runner._active[handle.id] = handle
     ident = threading.get_ident()
     while True:
-        run_attempt(runner, handle, ident)
+        outcome = run_attempt(runner, handle, ident)
+        if isinstance(outcome, tuple):
+            finish(runner, *outcome)
         with runner._lock:
             if handle.state is not State.RETRYING:
                 return
