@@ -13,7 +13,8 @@ from typing import Any
 from ._config import RunnerSettings
 from ._errors import ConfigurationError, RunnerClosedError
 from ._handle import TaskHandle
-from ._runner import Runner, check_shutdown_arguments
+from ._runner import Runner
+from ._shutdown import check_shutdown_arguments
 from ._stats import RunnerStats
 
 _lock = threading.Lock()

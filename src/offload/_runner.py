@@ -2,12 +2,14 @@
 
 State, all guarded by ``_lock``:
 
-- ``_ready``: heap of ``(-priority, seq, handle)``; one token per entry is put in
-  ``_tokens`` (a ``SimpleQueue``), which is what idle workers block on. Cancelled
-  entries stay in the heap and are skipped when popped.
+- ``_ready``: the :class:`ReadyQueue` (priority order, FIFO among equals); one
+  token per entry is put in ``_tokens`` (a ``SimpleQueue``), which is what idle
+  workers block on. Cancelled entries stay in it and are skipped when popped.
 - ``_timers``: the scheduler's heap (see ``_timers.py``).
 - counters for every current state and totals since creation.
 - ``_active`` (id -> handle, unfinished) and ``_history`` (finished, bounded).
+
+Shutdown and the process-wide exit/fork hooks are in ``_shutdown.py``.
 
 The request thread's cost is validation, one handle, one heap push and one
 token: it never waits on a lock held across user code.
@@ -16,10 +18,8 @@ token: it never waits on a lock held across user code.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextvars import copy_context
@@ -33,13 +33,21 @@ from ._config import RunnerSettings
 from ._errors import ConfigurationError, PayloadError, QueueFullError, RunnerClosedError
 from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
-from ._log import runner_log
+from ._ids import new_task_id
 from ._payload import check_request_bound
 from ._ready import ReadyQueue
+from ._shutdown import (
+    check_shutdown_arguments,
+    drain_and_close,
+    drop_waiting_locked,
+    log_dropped,
+    register_exit_drain,
+    runners,
+)
 from ._stats import RunnerStats, percentile
 from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
 from ._timers import TIMER_RUN, push_timer
-from ._workers import STOP, run_eagerly, worker_local, worker_loop
+from ._workers import run_eagerly, worker_local, worker_loop
 
 _QUEUED = State.QUEUED
 _SCHEDULED = State.SCHEDULED
@@ -47,35 +55,6 @@ _CANCELLED = State.CANCELLED
 
 # Run times kept for the p50/p99 in stats(): the most recent attempts.
 _DURATION_WINDOW = 4096
-
-# Dropped tasks named per log record at shutdown, so no single line is huge.
-_LOG_CHUNK = 100
-
-
-# -- task ids: a random per-process prefix and a counter (~0.2 us, vs ~2 us for uuid4)
-
-
-def _new_prefix() -> str:
-    return os.urandom(8).hex()
-
-
-_id_prefix = _new_prefix()
-_id_counter = itertools.count(1)
-
-
-def _reseed_ids_after_fork() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = _new_prefix()
-    _id_counter = itertools.count(1)
-
-
-def new_task_id() -> str:
-    """A 32-hex-digit id unique across processes (the prefix is re-drawn after fork)."""
-    return f"{_id_prefix}{next(_id_counter):016x}"
-
-
-# Every runner, to drain them at interpreter exit and to reset them after fork().
-_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 
 
 class Runner:
@@ -163,7 +142,7 @@ class Runner:
         self._workers_max = settings.workers
         self._plain_options = TaskOptions(name="offload.submit")
         self._init_state()
-        _runners.add(self)
+        runners.add(self)
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -316,7 +295,7 @@ class Runner:
     def _open_locked(self, handle: TaskHandle) -> None:
         if self._state is self._NEW:
             self._state = self._RUNNING
-            _register_exit_drain()
+            register_exit_drain()
             return
         raise RunnerClosedError(f"task {handle.name}: runner {self.name!r} is {self._state} and accepts no new tasks")
 
@@ -498,95 +477,20 @@ class Runner:
             if first:
                 self._state = self._CLOSING
                 self._drain_deadline = self._now() + drain
-                dropped = self._drop_waiting_locked(cancel_pending)
+                dropped = drop_waiting_locked(self, cancel_pending)
                 if self._blocked:
                     self._space.notify_all()
         if first:
             why = "cancelled at shutdown" if cancel_pending else "not due before the drain deadline"
-            self._log_dropped(dropped, why)
+            log_dropped(dropped, why)
             for handle in dropped:
                 handle._settle()
             if wait:
-                self._drain_and_close()
+                drain_and_close(self)
             else:
-                threading.Thread(target=self._drain_and_close, name=f"{self.name}-drain", daemon=True).start()
+                threading.Thread(target=drain_and_close, args=(self,), name=f"{self.name}-drain", daemon=True).start()
         elif wait:
             self._closed_event.wait()
-
-    def _drop_waiting_locked(self, everything: bool) -> list[TaskHandle]:
-        """At shutdown: drop what will not run before the drain deadline."""
-        dropped = []
-        reason = "cancelled at shutdown" if everything else "dropped at shutdown"
-        for entry in self._timers:
-            handle = entry[3]
-            waiting = entry[2] == TIMER_RUN and handle.state in (_SCHEDULED, State.RETRYING)
-            late = everything or entry[0] > self._drain_deadline
-            if waiting and late and self._drop_locked(handle, reason):
-                dropped.append(handle)
-        if everything:
-            for handle in self._ready:
-                if handle.state is _QUEUED and self._drop_locked(handle, reason):
-                    dropped.append(handle)
-        return dropped
-
-    def _drain_and_close(self) -> None:
-        # shutdown() called from inside a task of this runner: do not wait for that task
-        own = 1 if getattr(worker_local, "runner", None) is self else 0
-        with self._lock:
-            while self._n_queued or self._n_scheduled or self._n_retrying or self._n_running > own:
-                if self._now() >= self._drain_deadline:
-                    break
-                self._joiners += 1
-                try:
-                    self._clock.wait(self._idle_cond, self._drain_deadline)
-                finally:
-                    self._joiners -= 1
-            dropped = []
-            for handle in self._ready.drain():
-                if self._drop_locked(handle, "dropped at shutdown"):
-                    dropped.append(handle)
-            dropped += self._drop_waiting_locked(True)
-            me = threading.get_ident()
-            still_running = [h for h in self._active.values() if h.state is State.RUNNING and h._thread_ident != me]
-            self._state = self._CLOSED
-            for _ in range(self._n_threads):
-                self._tokens.put(STOP)
-            self._timer_stop = True
-            self._timer_cond.notify_all()
-            busy_idents = {h._thread_ident for h in still_running}
-            threads = [t for t in self._threads if t.ident is not None and t.ident not in busy_idents]
-            timer_thread = self._timer_thread
-        self._log_dropped(dropped, "still queued when the drain timeout passed")
-        for handle in dropped:
-            handle._settle()
-        if still_running:
-            runner_log.warning(
-                "shutdown: %d task(s) still running after the drain timeout; their threads are left behind: %s",
-                len(still_running),
-                ", ".join(f"{h.name} (id {h.id})" for h in still_running),
-            )
-        for thread in threads:
-            if thread.ident != me:
-                thread.join(timeout=5.0)
-        if timer_thread is not None and timer_thread.ident != me:
-            timer_thread.join(timeout=5.0)
-        self._hooks.fire("on_shutdown", self)
-        self._closed_event.set()
-
-    def _log_dropped(self, dropped: list[TaskHandle], why: str) -> None:
-        """Log exactly which tasks were dropped: a count, then every name and id (in chunks)."""
-        if not dropped:
-            return
-        runner_log.warning("shutdown: dropped %d task(s) %s", len(dropped), why)
-        for start in range(0, len(dropped), _LOG_CHUNK):
-            chunk = dropped[start : start + _LOG_CHUNK]
-            runner_log.warning(
-                "shutdown: dropped tasks %d-%d of %d: %s",
-                start + 1,
-                start + len(chunk),
-                len(dropped),
-                ", ".join(f"{h.name} (id {h.id})" for h in chunk),
-            )
 
     @property
     def closed(self) -> bool:
@@ -597,61 +501,3 @@ class Runner:
         # The child has no threads: start over empty. The parent still owns
         # (and will run) every task that was queued when fork() happened.
         self._init_state()
-
-
-def check_shutdown_arguments(wait: object, cancel_pending: object, timeout: object) -> float | None:
-    """Validate ``shutdown()``'s arguments; return the timeout in seconds (or None)."""
-    check.flag("shutdown()", "wait", wait)
-    check.flag("shutdown()", "cancel_pending", cancel_pending)
-    return check.optional_seconds("shutdown()", "timeout", timeout)
-
-
-# -- process-wide: interpreter exit and fork ---------------------------------
-
-_exit_registered = False
-_exit_lock = threading.Lock()
-
-
-def _register_exit_drain() -> None:
-    """Drain every runner before the interpreter joins threads at exit.
-
-    ``threading._register_atexit`` runs before non-daemon threads are joined
-    (what ``concurrent.futures`` uses); plain ``atexit`` would run too late.
-    """
-    global _exit_registered
-    with _exit_lock:
-        if _exit_registered:
-            return
-        register = getattr(threading, "_register_atexit", None)
-        try:
-            if register is not None:
-                register(_drain_all_at_exit)
-            else:  # pragma: no cover - every supported CPython has it
-                import atexit
-
-                atexit.register(_drain_all_at_exit)
-        except RuntimeError:
-            return  # the interpreter is already shutting down
-        _exit_registered = True
-
-
-def _drain_all_at_exit() -> None:
-    from . import _default
-
-    _default.exiting = True
-    runners = [r for r in list(_runners) if r._state in (Runner._RUNNING, Runner._NEW)]
-    for runner in runners:
-        runner.shutdown(wait=False)
-    for runner in runners:
-        runner._closed_event.wait()
-
-
-def _after_fork_in_child() -> None:
-    global _exit_registered
-    _reseed_ids_after_fork()
-    _exit_registered = False
-    for runner in list(_runners):
-        runner._reset_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
