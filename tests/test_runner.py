@@ -80,6 +80,22 @@ def test_task_exception_is_reraised_unchanged_and_recorded(make_runner):
     assert handle.error.message == "'missing'"
     assert "in boom" in handle.error.traceback
     assert "raise error" in handle.error.traceback
+    # The record starts at the task's own frame: offload's worker frame is not in it.
+    assert handle.error.traceback.splitlines()[1].endswith("in boom")
+    assert "_workers.py" not in handle.error.traceback
+
+
+def test_offload_errors_are_recorded_under_their_public_name(make_runner):
+    runner = make_runner(workers=1)
+
+    def refuse() -> None:
+        raise offload.QueueFullError("downstream queue is full")
+
+    handle = runner.submit(refuse)
+    assert isinstance(handle.exception(timeout=WAIT), offload.QueueFullError)
+    assert handle.error is not None and handle.error.type == "offload.QueueFullError"
+    assert "offload.QueueFullError: downstream queue is full" in handle.error.traceback
+    assert offload.TaskCancelledError.__module__ == "offload"
 
 
 def test_failure_is_logged_with_traceback(make_runner, caplog):

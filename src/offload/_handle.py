@@ -57,6 +57,9 @@ class TaskCancelledError(OffloadError, CancelledError):
     """Raised by ``result()``/``exception()`` of a task that was cancelled or dropped."""
 
 
+TaskCancelledError.__module__ = "offload"  # its public name, as for the errors in _errors.py
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """What is recorded about an exception: text only, never the object or its frames.

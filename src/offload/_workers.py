@@ -57,6 +57,15 @@ def error_info(exc: BaseException) -> ErrorInfo:
     )
 
 
+def from_task_frame(exc: BaseException) -> BaseException:
+    """Start the traceback at the task's own frame: the worker's frame above it is noise
+    in every log line, record and dashboard (failures only, so the cost is off the hot path)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return exc if tb is None else exc.with_traceback(tb)
+
+
 def _clear_frames(exc: BaseException | None) -> None:
     # Keep the traceback's lines (so result() re-raises with them) but drop the
     # frames' local variables, which can hold large objects for a long time.
@@ -175,7 +184,7 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
             else:
                 result = ctx.run(handle._fn, *handle._args, **handle._kwargs)  # type: ignore[arg-type]
         except BaseException as e:
-            exc = e
+            exc = from_task_frame(e)
     else:
         exc, result = run_watched(runner, handle, ident, started + timeout)
         if handle._interrupted == ABANDONED:
@@ -214,7 +223,7 @@ def run_watched(runner: Runner, handle: TaskHandle, ident: int, deadline: float)
             else:
                 result = ctx.run(handle._fn, *handle._args, **handle._kwargs)  # type: ignore[arg-type]
         except BaseException as e:
-            exc = e
+            exc = from_task_frame(e)
         finally:
             with lock:
                 handle._attempt_done = True
