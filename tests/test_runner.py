@@ -497,6 +497,20 @@ def test_shutdown_without_wait_finishes_in_background(make_runner):
     assert handle.state is State.SUCCEEDED
 
 
+def test_shutdown_wait_after_shutdown_without_wait_returns_after_the_drain_thread(make_runner):
+    runner = make_runner(workers=1)
+    gate = Gate()
+    runner.submit(gate.task)
+    gate.wait_started()
+    runner.shutdown(wait=False)
+    drainer = runner._drainer
+    assert drainer is not None and drainer.is_alive()
+    gate.release.set()
+    runner.shutdown(wait=True)  # the second call waits for the first one's drain thread
+    assert not drainer.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith(runner.name + "-")]
+
+
 def test_context_manager_shuts_down(clock):
     with Runner(workers=1, clock=clock) as runner:
         handle = runner.submit(int, 3)

@@ -174,6 +174,7 @@ class Runner:
         self._history: OrderedDict[str, TaskHandle] = OrderedDict()
         self._drain_deadline = 0.0
         self._closed_event = threading.Event()
+        self._drainer: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"<offload.Runner {self.name} {self._state} workers={self._workers_max}>"
@@ -488,9 +489,14 @@ class Runner:
             if wait:
                 drain_and_close(self)
             else:
-                threading.Thread(target=drain_and_close, args=(self,), name=f"{self.name}-drain", daemon=True).start()
+                drainer = threading.Thread(target=drain_and_close, args=(self,), name=f"{self.name}-drain", daemon=True)
+                self._drainer = drainer
+                drainer.start()
         elif wait:
             self._closed_event.wait()
+            drainer = self._drainer
+            if drainer is not None and drainer is not threading.current_thread():
+                drainer.join()  # it sets the event last: it has (almost) exited already
 
     @property
     def closed(self) -> bool:
