@@ -494,9 +494,9 @@ class Runner:
                 drainer.start()
         elif wait:
             self._closed_event.wait()
-            drainer = self._drainer
-            if drainer is not None and drainer is not threading.current_thread():
-                drainer.join()  # it sets the event last: it has (almost) exited already
+            background = self._drainer
+            if background is not None and background is not threading.current_thread():
+                background.join()  # it sets the event last: it has (almost) exited already
 
     @property
     def closed(self) -> bool:
