@@ -57,6 +57,14 @@ def error_info(exc: BaseException) -> ErrorInfo:
     )
 
 
+def call(handle: TaskHandle) -> Any:
+    """Call the task's function with its arguments, in the context captured at enqueue."""
+    ctx = handle._ctx
+    if ctx is None:
+        return handle._fn(*handle._args, **handle._kwargs)  # type: ignore[misc]
+    return ctx.run(handle._fn, *handle._args, **handle._kwargs)  # type: ignore[arg-type]
+
+
 def from_task_frame(exc: BaseException) -> BaseException:
     """Start the traceback at the task's own frame: the worker's frame above it is noise
     in every log line, record and dashboard (failures only, so the cost is off the hot path)."""
@@ -177,12 +185,8 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
     result: Any = None
     exc: BaseException | None = None
     if timeout is None or runner._eager:
-        ctx = handle._ctx
         try:
-            if ctx is None:
-                result = handle._fn(*handle._args, **handle._kwargs)  # type: ignore[misc]
-            else:
-                result = ctx.run(handle._fn, *handle._args, **handle._kwargs)  # type: ignore[arg-type]
+            result = call(handle)
         except BaseException as e:
             exc = from_task_frame(e)
     else:
@@ -217,11 +221,7 @@ def run_watched(runner: Runner, handle: TaskHandle, ident: int, deadline: float)
     exc: BaseException | None = None
     try:
         try:
-            ctx = handle._ctx
-            if ctx is None:
-                result = handle._fn(*handle._args, **handle._kwargs)  # type: ignore[misc]
-            else:
-                result = ctx.run(handle._fn, *handle._args, **handle._kwargs)  # type: ignore[arg-type]
+            result = call(handle)
         except BaseException as e:
             exc = from_task_frame(e)
         finally:
