@@ -306,7 +306,7 @@ def schedule_retry(runner: Runner, handle: TaskHandle, exc: BaseException, delay
         extra=_extra(handle, duration, "retrying"),
     )
     handle.next_attempt_at = runner._wall() + delay
-    if retry_later(runner, handle, delay, duration) and runner._hooks.after_retry_scheduled:
+    if retry_later(runner, handle, delay, duration, error_info(exc)) and runner._hooks.after_retry_scheduled:
         runner._hooks.fire("after_retry_scheduled", handle, exc, delay)
     _clear_frames(exc)
 
@@ -364,6 +364,7 @@ def record_locked(
     handle._result = result
     handle._exc = exc
     handle.finished_at = finished_at
+    handle._record_attempt(finished_at, duration, state.value, handle.error if state is _FAILED else None)
     runner._durations.append(duration)
     runner._n_running -= 1
     if state is _SUCCEEDED:
@@ -377,9 +378,11 @@ def record_locked(
     return event, callbacks
 
 
-def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: float) -> bool:
+def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: float, error: ErrorInfo) -> bool:
     """Put a task that failed an attempt back, ``delay`` seconds from now; False if dropped."""
+    finished_at = runner._wall()
     with runner._lock:
+        handle._record_attempt(finished_at, duration, "retrying", error)
         runner._durations.append(duration)
         runner._n_running -= 1
         runner._retries += 1
