@@ -10,6 +10,7 @@ framework's ``authorize`` check) is configured; see ``docs/dashboard.md``.
 """
 
 from ._app import ROUTES, DashboardApp, Route, create_app
+from ._client import HttpSource, SourceUnavailableError
 from ._metrics import OffloadCollector
 from ._model import (
     MAX_PAGE_SIZE,
@@ -36,6 +37,7 @@ __all__ = [
     "DashboardApp",
     "DashboardServer",
     "ErrorRecord",
+    "HttpSource",
     "LiveSource",
     "NameStats",
     "OffloadCollector",
@@ -43,6 +45,7 @@ __all__ = [
     "Route",
     "RunningTask",
     "Source",
+    "SourceUnavailableError",
     "TaskDetail",
     "TaskPage",
     "TaskQuery",

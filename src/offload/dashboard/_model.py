@@ -187,3 +187,30 @@ class RunningTask:
     age: float | None
     thread_id: int | None
     stack: str | None
+
+
+# -- back from JSON (for sources that read the API of another process) -----------
+
+
+def _error_from(data: dict[str, Any] | None) -> ErrorRecord | None:
+    return None if data is None else ErrorRecord(**data)
+
+
+def overview_from_json(data: dict[str, Any]) -> Overview:
+    return Overview(**{**data, "series": [Bucket(**b) for b in data["series"]]})
+
+
+def page_from_json(data: dict[str, Any]) -> TaskPage:
+    return TaskPage(**{**data, "tasks": [TaskSummary(**t) for t in data["tasks"]]})
+
+
+def detail_from_json(data: dict[str, Any]) -> TaskDetail:
+    attempts = [AttemptRecord(**{**a, "error": _error_from(a["error"])}) for a in data["attempt_records"]]
+    return TaskDetail(
+        **{
+            **data,
+            "task": TaskSummary(**data["task"]),
+            "error": _error_from(data["error"]),
+            "attempt_records": attempts,
+        }
+    )
