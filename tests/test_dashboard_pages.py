@@ -139,7 +139,7 @@ def mounted(app: Any, prefix: str) -> Any:
 
 def test_mounted_under_a_prefix(scenario: Scenario):
     app = create_app(runner=scenario.runner)
-    with serve(app=mounted(app, "/ops/tasks"), port=0, background=True) as server:  # type: ignore[arg-type]
+    with serve(app=mounted(app, "/ops/tasks"), port=0, background=True) as server:
         client = Client(server.url)
         text = client.get("/ops/tasks/").text
         assert 'href="/ops/tasks/static/dashboard.css"' in text

@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .._errors import ConfigurationError
 from .._runner import Runner
-from ._app import DashboardApp, create_app
+from ._app import create_app
 from ._security import LOOPBACK_HOSTS, check_bind, is_loopback
 
 log = logging.getLogger("offload.dashboard")
+
+WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 _WILDCARDS = ("", "0.0.0.0", "::")
 
@@ -42,7 +44,7 @@ class DashboardServer:
         url: where it answers, e.g. ``http://127.0.0.1:8765/``.
     """
 
-    def __init__(self, app: DashboardApp, host: str, port: int) -> None:
+    def __init__(self, app: WSGIApp, host: str, port: int) -> None:
         server_class = _IPv6Server if ":" in host else _ThreadingServer
         self.app = app
         self._server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
@@ -97,7 +99,7 @@ def serve(
     allowed_hosts: Iterable[str] | None = None,
     read_only: bool = False,
     background: bool = False,
-    app: DashboardApp | None = None,
+    app: WSGIApp | None = None,
 ) -> DashboardServer:
     """Serve the dashboard of ``runner`` (the default runner if ``None``).
 
@@ -113,7 +115,8 @@ def serve(
         read_only: refuse actions even with a token.
         background: serve in a daemon thread and return at once (call
             ``stop()`` on the result); otherwise block until Ctrl-C.
-        app: a prebuilt application instead of one built from the options.
+        app: a prebuilt application (e.g. from :func:`create_app`, or it mounted in
+            another WSGI app) instead of one built from the options.
 
     Raises:
         ConfigurationError: refused binding (see above) or a bad option.
