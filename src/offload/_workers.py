@@ -303,7 +303,7 @@ def schedule_retry(runner: Runner, handle: TaskHandle, exc: BaseException, delay
         options.retries,
         delay,
         exc_info=None if explicit else exc,
-        extra=_extra(handle, duration, "retrying"),
+        extra=_extra(handle, duration, "retrying", exc, delay),
     )
     handle.next_attempt_at = runner._wall() + delay
     if retry_later(runner, handle, delay, duration, error_info(exc)) and runner._hooks.after_retry_scheduled:
@@ -328,7 +328,7 @@ def fail(runner: Runner, handle: TaskHandle, exc: BaseException, duration: float
         type(exc).__name__,
         exc,
         exc_info=exc,
-        extra=_extra(handle, duration, "failed"),
+        extra=_extra(handle, duration, "failed", exc),
     )
     if runner._hooks.after_failure:
         runner._hooks.fire("after_failure", handle, exc)
@@ -424,11 +424,22 @@ def run_eagerly(runner: Runner, handle: TaskHandle) -> None:
             runner._n_running += 1
 
 
-def _extra(handle: TaskHandle, duration: float, outcome: str) -> dict[str, Any]:
+def _extra(
+    handle: TaskHandle,
+    duration: float,
+    outcome: str,
+    exc: BaseException | None = None,
+    retry_delay: float | None = None,
+) -> dict[str, Any]:
+    """The ``extra`` fields of an attempt's log line (picked up by JSON formatters and structlog)."""
+    cls = None if exc is None else type(exc)
     return {
         "task_name": handle.name,
         "task_id": handle.id,
+        "task_queue": handle.queue,
         "attempt": handle.attempts,
         "duration": duration,
         "outcome": outcome,
+        "error_type": None if cls is None else f"{cls.__module__}.{cls.__qualname__}",
+        "retry_delay": retry_delay,
     }
