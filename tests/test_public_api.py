@@ -9,6 +9,7 @@ def test_all_is_pinned():
     assert sorted(offload.__all__) == sorted(
         [
             "EVENTS",
+            "Attempt",
             "Clock",
             "ConfigurationError",
             "EnqueueError",

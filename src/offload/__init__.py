@@ -29,7 +29,7 @@ from ._errors import (
     RunnerClosedError,
     TaskTimeoutError,
 )
-from ._handle import ErrorInfo, State, TaskCancelledError, TaskHandle
+from ._handle import Attempt, ErrorInfo, State, TaskCancelledError, TaskHandle
 from ._hooks import EVENTS, Hook, off, on
 from ._runner import Runner
 from ._signals import install_signal_handlers
@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EVENTS",
+    "Attempt",
     "Clock",
     "ConfigurationError",
     "EnqueueError",

@@ -388,8 +388,14 @@ class Runner:
         return True
 
     def _retire(self, handle: TaskHandle) -> None:
-        """Move a finished handle from active to history (lock held)."""
-        handle._fn = handle._args = handle._kwargs = handle._ctx = None  # type: ignore[assignment]
+        """Move a finished handle from active to history (lock held).
+
+        A failed task keeps its function and arguments (bounded by ``history``)
+        so that it can be inspected and retried from the dashboard.
+        """
+        handle._ctx = None
+        if handle.state is not State.FAILED:
+            handle._fn = handle._args = handle._kwargs = None  # type: ignore[assignment]
         self._active.pop(handle.id, None)
         limit = self.settings.history
         if limit:

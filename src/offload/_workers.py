@@ -312,10 +312,10 @@ def schedule_retry(runner: Runner, handle: TaskHandle, exc: BaseException, delay
         options.retries,
         delay,
         exc_info=None if explicit else exc,
-        extra=_extra(handle, duration, "retrying"),
+        extra=_extra(handle, duration, "retrying", exc, delay),
     )
     handle.next_attempt_at = runner._wall() + delay
-    if retry_later(runner, handle, delay, duration) and runner._hooks.after_retry_scheduled:
+    if retry_later(runner, handle, delay, duration, error_info(exc)) and runner._hooks.after_retry_scheduled:
         runner._hooks.fire("after_retry_scheduled", handle, exc, delay)
     _clear_frames(exc)
 
@@ -337,7 +337,7 @@ def fail(runner: Runner, handle: TaskHandle, exc: BaseException, duration: float
         type(exc).__name__,
         exc,
         exc_info=exc,
-        extra=_extra(handle, duration, "failed"),
+        extra=_extra(handle, duration, "failed", exc),
     )
     if runner._hooks.after_failure:
         runner._hooks.fire("after_failure", handle, exc)
@@ -373,6 +373,7 @@ def record_locked(
     handle._result = result
     handle._exc = exc
     handle.finished_at = finished_at
+    handle._record_attempt(finished_at, duration, state.value, handle.error if state is _FAILED else None)
     runner._durations.append(duration)
     runner._n_running -= 1
     if state is _SUCCEEDED:
@@ -386,9 +387,11 @@ def record_locked(
     return event, callbacks
 
 
-def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: float) -> bool:
+def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: float, error: ErrorInfo) -> bool:
     """Put a task that failed an attempt back, ``delay`` seconds from now; False if dropped."""
+    finished_at = runner._wall()
     with runner._lock:
+        handle._record_attempt(finished_at, duration, "retrying", error)
         runner._durations.append(duration)
         runner._n_running -= 1
         runner._retries += 1
@@ -430,11 +433,22 @@ def run_eagerly(runner: Runner, handle: TaskHandle) -> None:
             runner._n_running += 1
 
 
-def _extra(handle: TaskHandle, duration: float, outcome: str) -> dict[str, Any]:
+def _extra(
+    handle: TaskHandle,
+    duration: float,
+    outcome: str,
+    exc: BaseException | None = None,
+    retry_delay: float | None = None,
+) -> dict[str, Any]:
+    """The ``extra`` fields of an attempt's log line (picked up by JSON formatters and structlog)."""
+    cls = None if exc is None else type(exc)
     return {
         "task_name": handle.name,
         "task_id": handle.id,
+        "task_queue": handle.queue,
         "attempt": handle.attempts,
         "duration": duration,
         "outcome": outcome,
+        "error_type": None if cls is None else f"{cls.__module__}.{cls.__qualname__}",
+        "retry_delay": retry_delay,
     }
