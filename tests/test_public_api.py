@@ -29,6 +29,8 @@ def test_all_is_pinned():
             "State",
             "Task",
             "TaskCancelledError",
+            "TaskContext",
+            "TaskExpiredError",
             "TaskHandle",
             "TaskOptions",
             "TaskTimeoutError",
@@ -67,6 +69,7 @@ def test_error_tree():
     assert issubclass(offload.JournalCorruptError, offload.JournalError)
     assert issubclass(offload.RetriesExhaustedError, offload.OffloadError)
     assert not issubclass(offload.Retry, offload.OffloadError)  # flow control, not an error
+    assert issubclass(offload.TaskExpiredError, offload.TaskCancelledError)
 
 
 def test_states():
@@ -78,6 +81,7 @@ def test_states():
         "succeeded",
         "failed",
         "cancelled",
+        "expired",
     ]
     assert str(offload.State.FAILED) == "failed"
     assert offload.State.FAILED.finished and not offload.State.RETRYING.finished

@@ -14,6 +14,7 @@ timeouts, recorded failures, hooks and a graceful drain at exit.
 
 from ._clock import Clock
 from ._config import RunnerSettings
+from ._context import TaskContext
 from ._default import configure, default_runner, get, shutdown, stats, submit
 from ._errors import (
     ConfigurationError,
@@ -29,7 +30,7 @@ from ._errors import (
     RunnerClosedError,
     TaskTimeoutError,
 )
-from ._handle import ErrorInfo, State, TaskCancelledError, TaskHandle
+from ._handle import ErrorInfo, State, TaskCancelledError, TaskExpiredError, TaskHandle
 from ._hooks import EVENTS, Hook, off, on
 from ._runner import Runner
 from ._signals import install_signal_handlers
@@ -61,6 +62,8 @@ __all__ = [
     "State",
     "Task",
     "TaskCancelledError",
+    "TaskContext",
+    "TaskExpiredError",
     "TaskHandle",
     "TaskOptions",
     "TaskTimeoutError",

@@ -17,9 +17,11 @@ from queue import Empty
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RetriesExhaustedError, Retry, TaskTimeoutError
+from ._flow import attempt_ended_locked, may_start_locked
 from ._handle import ErrorInfo, State, TaskHandle
 from ._interrupt import Interrupt, clear_in_thread
 from ._log import runner_log, task_log
+from ._policy import retry_delay
 from ._timers import ABANDONED, INTERRUPTED, NOT_INTERRUPTED, TIMER_RUN, TIMER_TIMEOUT, push_timer
 
 if TYPE_CHECKING:
@@ -114,14 +116,20 @@ def worker_loop(runner: Runner) -> None:
                     _thread_exits_locked(runner)
                 else:
                     handle = pop()
-                    if handle is not None and handle.state is _QUEUED:
+                    if (
+                        handle is not None
+                        and handle.state is _QUEUED
+                        and (handle._flow is None or may_start_locked(runner, handle))
+                    ):
                         handle.state = _RUNNING
                         runner._n_queued -= 1
                         runner._n_running += 1
                         if runner._blocked:
                             runner._space.notify()
                     else:
-                        handle = None  # dropped at shutdown, or cancelled while queued
+                        # dropped at shutdown, cancelled while queued, over a limit
+                        # (parked) or past its expiry (its timer marks it)
+                        handle = None
             if done is not None:
                 done[0]._wake(*woken)  # type: ignore[misc]
                 done = None
@@ -277,18 +285,6 @@ def attempt_finished(
         schedule_retry(runner, handle, exc, delay, duration)
 
 
-def retry_delay(runner: Runner, handle: TaskHandle, exc: BaseException) -> float | None:
-    """Seconds until the next attempt, or None if the task fails now."""
-    options = handle._options
-    if handle.attempts > options.retries:
-        return None
-    if isinstance(exc, Retry):
-        return options.retry_delay(handle.attempts) if exc.delay is None else exc.delay
-    if isinstance(exc, options.retry_on):
-        return options.retry_delay(handle.attempts)
-    return None
-
-
 def schedule_retry(runner: Runner, handle: TaskHandle, exc: BaseException, delay: float, duration: float) -> None:
     options = handle._options
     explicit = isinstance(exc, Retry)
@@ -366,6 +362,8 @@ def record_locked(
     handle.finished_at = finished_at
     runner._durations.append(duration)
     runner._n_running -= 1
+    if handle._flow is not None:
+        attempt_ended_locked(runner, handle)
     if state is _SUCCEEDED:
         runner._succeeded += 1
     else:
@@ -382,6 +380,8 @@ def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: floa
     with runner._lock:
         runner._durations.append(duration)
         runner._n_running -= 1
+        if handle._flow is not None:
+            attempt_ended_locked(runner, handle)
         runner._retries += 1
         runner._failed_attempts += 1
         handle.state = State.RETRYING
