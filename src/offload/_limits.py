@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 # Seconds of tokens a bucket can hold: the largest burst after an idle spell.
 BURST_SECONDS = 0.01
 
+# Tolerance on token counts: refills are float sums, and 0.1 s at 10/s must
+# give a whole token, not 0.9999999999999999 of one.
+_EPSILON = 1e-9
+
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*([smhd])\s*$")
 
@@ -103,7 +107,7 @@ class Limiter:
         free = math.inf if self.concurrency is None else self.concurrency - self.running
         if self.fill_rate:
             self.refill(now)
-            free = min(free, math.floor(self.tokens))
+            free = min(free, math.floor(self.tokens + _EPSILON))
         return int(min(free, len(self.parked)))
 
 
@@ -128,11 +132,13 @@ def try_start_locked(runner: Runner, handle: TaskHandle, released: bool) -> bool
     if limiter.fill_rate:
         now = runner._now()
         limiter.refill(now)
-        if limiter.tokens < 1.0:
+        if limiter.tokens < 1.0 - _EPSILON:
             _park(limiter, handle, released)
             _wake_when_due_locked(runner, limiter, handle, now)
             return False
-        limiter.tokens -= 1.0
+        limiter.tokens = max(0.0, limiter.tokens - 1.0)
+        if limiter.parked and limiter.wakeup_at is None:
+            _wake_when_due_locked(runner, limiter, limiter.parked[0], now)  # for the next in line
     if limiter.concurrency is not None:
         limiter.running += 1
         handle._flow.holds_slot = True
@@ -148,7 +154,7 @@ def _park(limiter: Limiter, handle: TaskHandle, released: bool) -> None:
 
 
 def _wake_when_due_locked(runner: Runner, limiter: Limiter, handle: TaskHandle, now: float) -> None:
-    due = now + (1.0 - limiter.tokens) / limiter.fill_rate
+    due = now + max(0.0, 1.0 - limiter.tokens) / limiter.fill_rate
     if limiter.wakeup_at is not None and limiter.wakeup_at <= due:
         return  # a wake-up at least as early is pending
     limiter.wakeup_at = due
@@ -199,7 +205,7 @@ def release_locked(runner: Runner, limiter: Limiter) -> None:
         count -= 1
         if runner._idle == 0:
             runner._spawn_locked()
-    if parked and limiter.fill_rate and limiter.wakeup_at is None and limiter.tokens < 1.0:
+    if parked and limiter.fill_rate and limiter.wakeup_at is None and limiter.tokens < 1.0 - _EPSILON:
         _wake_when_due_locked(runner, limiter, parked[0], now)
 
 
