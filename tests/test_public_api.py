@@ -8,9 +8,13 @@ import offload
 def test_all_is_pinned():
     assert sorted(offload.__all__) == sorted(
         [
+            "ALL_COMPLETED",
             "EVENTS",
+            "FIRST_COMPLETED",
+            "FIRST_EXCEPTION",
             "Clock",
             "ConfigurationError",
+            "DoneAndNotDone",
             "EnqueueError",
             "ErrorInfo",
             "Hook",
@@ -36,6 +40,7 @@ def test_all_is_pinned():
             "TaskTimeoutError",
             "Thread",
             "__version__",
+            "as_completed",
             "configure",
             "default_runner",
             "get",
@@ -47,6 +52,7 @@ def test_all_is_pinned():
             "stats",
             "submit",
             "task",
+            "wait",
         ]
     )
 

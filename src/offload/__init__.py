@@ -37,13 +37,18 @@ from ._signals import install_signal_handlers
 from ._stats import RunnerStats
 from ._task import Task, TaskOptions, registered_tasks, task
 from ._thread import Thread
+from ._waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, DoneAndNotDone, as_completed, wait
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_COMPLETED",
     "EVENTS",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "Clock",
     "ConfigurationError",
+    "DoneAndNotDone",
     "EnqueueError",
     "ErrorInfo",
     "Hook",
@@ -69,6 +74,7 @@ __all__ = [
     "TaskTimeoutError",
     "Thread",
     "__version__",
+    "as_completed",
     "configure",
     "default_runner",
     "get",
@@ -80,4 +86,5 @@ __all__ = [
     "stats",
     "submit",
     "task",
+    "wait",
 ]
