@@ -321,6 +321,10 @@ class Runner:
             raise QueueFullError(message + "; retry later, raise queue_size, or use on_full='block'")
         if getattr(worker_local, "runner", None) is self:
             raise QueueFullError(message + "; a task may not block waiting for room in its own runner (deadlock)")
+        from ._async import in_running_loop
+
+        if in_running_loop():
+            raise QueueFullError(message + "; enqueueing from async code never blocks the event loop")
         timeout = self.settings.block_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         self._blocked += 1

@@ -95,6 +95,10 @@ def drain_and_close(runner: Runner) -> None:
             thread.join(timeout=5.0)
     if timer_thread is not None and timer_thread.ident != me:
         timer_thread.join(timeout=5.0)
+    if runner._flow_state.loop is not None:  # async tasks ran: stop the runner's event loop
+        from ._async import stop_loop
+
+        stop_loop(runner)
     runner._hooks.fire("on_shutdown", runner)
     runner._closed_event.set()
 

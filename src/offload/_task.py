@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import random
 import threading
 from collections.abc import Callable
@@ -320,10 +319,6 @@ def task(
         if not callable(func):
             raise ConfigurationError(f"@task must decorate a function, got {func!r}")
         task_name = name if name is not None else callable_name(func)
-        if inspect.iscoroutinefunction(func):
-            raise ConfigurationError(
-                f"task {task_name!r}: coroutine functions cannot be tasks yet; wrap the call in a plain function"
-            )
         options = TaskOptions.build(
             task_name,
             retries=retries,

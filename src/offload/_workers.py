@@ -197,8 +197,9 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
             exc = timeout_exc.with_traceback(exc.__traceback__ if exc is not None else None)
     duration = now() - started
     if exc is None and type(result) is types.CoroutineType:
-        result.close()
-        exc = TypeError(f"task {handle.name} returned a coroutine; coroutine functions cannot be tasks yet")
+        from ._async import run_coroutine  # imports asyncio: only once a coroutine shows up
+
+        exc, result = run_coroutine(runner, handle, result, now() - started)
     if exc is None and not (hooks.after_attempt or hooks.after_success) and not _debug():
         return (handle, _SUCCEEDED, result, None, duration)  # the common case, without the detour
     attempt_finished(runner, handle, result, exc, duration)
