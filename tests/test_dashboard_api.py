@@ -54,6 +54,14 @@ def test_openapi_file_is_valid_and_matches_the_routes():
     assert documented == routed
 
 
+def test_openapi_names_every_task_state():
+    states = [state.value for state in State]
+    schemas = OPENAPI["components"]["schemas"]
+    assert schemas["TaskSummary"]["properties"]["state"]["enum"] == states
+    assert list(schemas["Overview"]["properties"]["counts"]["properties"]) == states
+    assert OPENAPI["paths"]["/api/tasks"]["get"]["parameters"][0]["schema"]["enum"] == states
+
+
 def test_openapi_is_served(api: Client):
     reply = api.get("/api/openapi.json", headers=AUTH)
     assert reply.status == 200

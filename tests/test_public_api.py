@@ -8,10 +8,14 @@ import offload
 def test_all_is_pinned():
     assert sorted(offload.__all__) == sorted(
         [
+            "ALL_COMPLETED",
             "EVENTS",
             "Attempt",
+            "FIRST_COMPLETED",
+            "FIRST_EXCEPTION",
             "Clock",
             "ConfigurationError",
+            "DoneAndNotDone",
             "EnqueueError",
             "ErrorInfo",
             "Hook",
@@ -30,11 +34,14 @@ def test_all_is_pinned():
             "State",
             "Task",
             "TaskCancelledError",
+            "TaskContext",
+            "TaskExpiredError",
             "TaskHandle",
             "TaskOptions",
             "TaskTimeoutError",
             "Thread",
             "__version__",
+            "as_completed",
             "configure",
             "default_runner",
             "get",
@@ -46,6 +53,7 @@ def test_all_is_pinned():
             "stats",
             "submit",
             "task",
+            "wait",
         ]
     )
 
@@ -68,6 +76,7 @@ def test_error_tree():
     assert issubclass(offload.JournalCorruptError, offload.JournalError)
     assert issubclass(offload.RetriesExhaustedError, offload.OffloadError)
     assert not issubclass(offload.Retry, offload.OffloadError)  # flow control, not an error
+    assert issubclass(offload.TaskExpiredError, offload.TaskCancelledError)
 
 
 def test_states():
@@ -79,6 +88,7 @@ def test_states():
         "succeeded",
         "failed",
         "cancelled",
+        "expired",
     ]
     assert str(offload.State.FAILED) == "failed"
     assert offload.State.FAILED.finished and not offload.State.RETRYING.finished

@@ -526,15 +526,14 @@ def test_new_runner_that_never_ran_shuts_down_cleanly():
         runner.submit(int)
 
 
-def test_coroutine_function_fails_clearly(make_runner):
+def test_coroutine_function_runs_on_the_runners_loop(make_runner):
     runner = make_runner(workers=1)
 
-    async def coro() -> None:
-        pass
+    async def coro() -> str:
+        return "awaited"
 
     handle = runner.submit(coro)
-    with pytest.raises(TypeError, match="returned a coroutine"):
-        handle.result(timeout=WAIT)
+    assert handle.result(timeout=WAIT) == "awaited"  # more in test_async.py
 
 
 def test_system_exit_in_task_is_a_failure_not_a_dead_worker(make_runner):

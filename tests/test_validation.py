@@ -129,13 +129,12 @@ def test_task_applied_twice() -> None:
         offload.task(retries=2)(declared)  # type: ignore[arg-type]
 
 
-def test_task_on_coroutine_function() -> None:
+def test_task_on_coroutine_function_is_accepted() -> None:
     async def fetch() -> None: ...
 
-    with pytest.raises(offload.ConfigurationError) as info:
-        offload.task(fetch)
-    assert_message(info, qualified(fetch), "coroutine")
-    assert qualified(fetch) not in offload.registered_tasks()
+    declared = offload.task(fetch)
+    assert declared.name == qualified(fetch)
+    assert qualified(fetch) in offload.registered_tasks()
 
 
 def test_duplicate_task_name_with_a_different_function() -> None:

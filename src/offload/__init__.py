@@ -14,6 +14,7 @@ timeouts, recorded failures, hooks and a graceful drain at exit.
 
 from ._clock import Clock
 from ._config import RunnerSettings
+from ._context import TaskContext
 from ._default import configure, default_runner, get, shutdown, stats, submit
 from ._errors import (
     ConfigurationError,
@@ -29,21 +30,26 @@ from ._errors import (
     RunnerClosedError,
     TaskTimeoutError,
 )
-from ._handle import Attempt, ErrorInfo, State, TaskCancelledError, TaskHandle
+from ._handle import Attempt, ErrorInfo, State, TaskCancelledError, TaskExpiredError, TaskHandle
 from ._hooks import EVENTS, Hook, off, on
 from ._runner import Runner
 from ._signals import install_signal_handlers
 from ._stats import RunnerStats
 from ._task import Task, TaskOptions, registered_tasks, task
 from ._thread import Thread
+from ._waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, DoneAndNotDone, as_completed, wait
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_COMPLETED",
     "EVENTS",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "Attempt",
     "Clock",
     "ConfigurationError",
+    "DoneAndNotDone",
     "EnqueueError",
     "ErrorInfo",
     "Hook",
@@ -62,11 +68,14 @@ __all__ = [
     "State",
     "Task",
     "TaskCancelledError",
+    "TaskContext",
+    "TaskExpiredError",
     "TaskHandle",
     "TaskOptions",
     "TaskTimeoutError",
     "Thread",
     "__version__",
+    "as_completed",
     "configure",
     "default_runner",
     "get",
@@ -78,4 +87,5 @@ __all__ = [
     "stats",
     "submit",
     "task",
+    "wait",
 ]

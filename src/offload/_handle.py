@@ -30,8 +30,9 @@ class State(str, enum.Enum):
 
     ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``, with ``SCHEDULED`` (waiting for its
     ``countdown``/``eta``), ``RETRYING`` (an attempt failed, the next one waits for
-    its backoff) and ``CANCELLED`` (cancelled before it started, or dropped at
-    shutdown). The value is the lower-case name, handy in JSON and logs.
+    its backoff), ``CANCELLED`` (cancelled before it started, or dropped at
+    shutdown) and ``EXPIRED`` (not started before its ``expires`` time, so never
+    run). The value is the lower-case name, handy in JSON and logs.
     """
 
     QUEUED = "queued"
@@ -41,6 +42,7 @@ class State(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
     def __str__(self) -> str:
         return self.value
@@ -51,14 +53,23 @@ class State(str, enum.Enum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+_FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.EXPIRED})
 
 
 class TaskCancelledError(OffloadError, CancelledError):
     """Raised by ``result()``/``exception()`` of a task that was cancelled or dropped."""
 
 
-TaskCancelledError.__module__ = "offload"  # its public name, as for the errors in _errors.py
+class TaskExpiredError(TaskCancelledError):
+    """Raised by ``result()``/``exception()`` of a task that expired before it started.
+
+    A subclass of :class:`TaskCancelledError`: code that handles "this task will
+    never run" handles both.
+    """
+
+
+# Their public names, as for the errors in _errors.py.
+TaskCancelledError.__module__ = TaskExpiredError.__module__ = "offload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +133,7 @@ class TaskHandle:
         "_ctx",
         "_event",
         "_exc",
+        "_flow",
         "_fn",
         "_interrupted",
         "_kwargs",
@@ -198,6 +210,7 @@ class TaskHandle:
         self._attempt_done = True
         self._attempt_log: list[tuple[int, float, float, str, ErrorInfo | None]] | None = None
         self._interrupted = 0  # see _timers.py: NOT_INTERRUPTED, INTERRUPTED, ABANDONED
+        self._flow: Any = None  # a _flow.Flow for tasks with context, limits, uniqueness or expiry
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.name} id={self.id} state={self.state.value} attempts={self.attempts}>"
@@ -276,7 +289,7 @@ class TaskHandle:
         _check_timeout(timeout, "result")
         if not self._wait(timeout):
             raise TimeoutError(f"task {self.name} (id {self.id}) not done after {timeout}s; state {self.state.value}")
-        if self.state is State.CANCELLED:
+        if self.state is State.CANCELLED or self.state is State.EXPIRED:
             raise self._cancelled_error()
         if self._exc is not None:
             raise self._exc
@@ -292,11 +305,13 @@ class TaskHandle:
         _check_timeout(timeout, "exception")
         if not self._wait(timeout):
             raise TimeoutError(f"task {self.name} (id {self.id}) not done after {timeout}s; state {self.state.value}")
-        if self.state is State.CANCELLED:
+        if self.state is State.CANCELLED or self.state is State.EXPIRED:
             raise self._cancelled_error()
         return self._exc
 
     def _cancelled_error(self) -> TaskCancelledError:
+        if self.state is State.EXPIRED:
+            return TaskExpiredError(f"task {self.name} (id {self.id}) expired before it started: {self.cancel_reason}")
         reason = self.cancel_reason or "cancelled"
         return TaskCancelledError(f"task {self.name} (id {self.id}) was {reason}")
 
@@ -304,11 +319,14 @@ class TaskHandle:
         """Cancel the task unless an attempt is running or it has finished.
 
         A task can be cancelled while queued, scheduled, or waiting between two
-        attempts for its retry. A running attempt is never interrupted.
+        attempts for its retry. A running attempt is never interrupted; instead
+        its ``context.cancelled`` event is set (tasks declared with ``bind=True``
+        or a ``context`` parameter can check it and stop early), and it gets no
+        further retries.
 
         Returns:
             True if the task is now cancelled (also if it already was), False if it
-            is running or finished.
+            is running (cancellation requested) or finished.
         """
         if self.state is State.CANCELLED:
             return True

@@ -31,6 +31,7 @@ from . import _validate as check
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RunnerSettings
 from ._errors import ConfigurationError, PayloadError, QueueFullError, RunnerClosedError
+from ._flow import FlowState, admit_locked, attach, duplicate_locked, request_cancel_locked, retired_locked
 from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
 from ._ids import new_task_id
@@ -175,6 +176,7 @@ class Runner:
         self._drain_deadline = 0.0
         self._closed_event = threading.Event()
         self._drainer: threading.Thread | None = None
+        self._flow_state = FlowState()
 
     def __repr__(self) -> str:
         return f"<offload.Runner {self.name} {self._state} workers={self._workers_max}>"
@@ -220,6 +222,7 @@ class Runner:
         eta: datetime | None = None,
         priority: int | None = None,
         name: str | None = None,
+        expires: float | datetime | None = None,
     ) -> TaskHandle:
         if isinstance(target, Task):
             options = target.options
@@ -241,6 +244,12 @@ class Runner:
         handle = TaskHandle(
             new_task_id(), name, fn, args, kwargs, options, self, self._wall(), priority, copy_context(), self._lock
         )
+        if options.flow or expires is not None:
+            attach(self, handle, options, delay, expires)
+            # Lock-free look first, so before_enqueue hooks do not see a duplicate.
+            existing = duplicate_locked(self, handle)
+            if existing is not None:
+                return existing
         if self._hooks.before_enqueue:
             self._hooks.fire("before_enqueue", handle)
         if self._eager:
@@ -251,10 +260,16 @@ class Runner:
         with self._lock:
             if self._state is not self._RUNNING:
                 self._open_locked(handle)
+            if handle._flow is not None:
+                existing = duplicate_locked(self, handle)
+                if existing is not None:
+                    return existing
             if self._n_queued + self._n_scheduled + self._n_retrying >= self._queue_size:
                 self._wait_for_room_locked(handle)
             self._submitted += 1
             self._active[handle.id] = handle
+            if handle._flow is not None:
+                admit_locked(self, handle)
             if delay > 0.0:
                 handle.state = _SCHEDULED
                 handle.next_attempt_at = handle.created_at + delay
@@ -307,6 +322,10 @@ class Runner:
             raise QueueFullError(message + "; retry later, raise queue_size, or use on_full='block'")
         if getattr(worker_local, "runner", None) is self:
             raise QueueFullError(message + "; a task may not block waiting for room in its own runner (deadlock)")
+        from ._async import in_running_loop
+
+        if in_running_loop():
+            raise QueueFullError(message + "; enqueueing from async code never blocks the event loop")
         timeout = self.settings.block_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         self._blocked += 1
@@ -359,6 +378,9 @@ class Runner:
         with self._lock:
             if handle.state is _CANCELLED:
                 return True
+            if handle.state is State.RUNNING:
+                request_cancel_locked(handle)
+                return False
             if not self._drop_locked(handle, reason):
                 return False
         handle._settle()
@@ -396,6 +418,8 @@ class Runner:
         handle._ctx = None
         if handle.state is not State.FAILED:
             handle._fn = handle._args = handle._kwargs = None  # type: ignore[assignment]
+        if handle._flow is not None:
+            retired_locked(self, handle)
         self._active.pop(handle.id, None)
         limit = self.settings.history
         if limit:
@@ -434,6 +458,7 @@ class Runner:
                 succeeded=self._succeeded,
                 failed=self._failed,
                 cancelled=self._cancelled,
+                expired=self._flow_state.expired,
                 retries=self._retries,
                 failed_attempts=self._failed_attempts,
                 abandoned_threads=self._abandoned,

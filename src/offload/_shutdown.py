@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from . import _ids
 from . import _validate as check
 from ._handle import State, TaskHandle
+from ._limits import parked_handles
 from ._log import runner_log
 from ._timers import TIMER_RUN
 from ._workers import STOP, worker_local
@@ -48,7 +49,7 @@ def drop_waiting_locked(runner: Runner, everything: bool) -> list[TaskHandle]:
         if waiting and late and runner._drop_locked(handle, reason):
             dropped.append(handle)
     if everything:
-        for handle in runner._ready:
+        for handle in [*runner._ready, *parked_handles(runner)]:
             if handle.state is State.QUEUED and runner._drop_locked(handle, reason):
                 dropped.append(handle)
     return dropped
@@ -67,7 +68,8 @@ def drain_and_close(runner: Runner) -> None:
                 runner._clock.wait(runner._idle_cond, runner._drain_deadline)
             finally:
                 runner._joiners -= 1
-        dropped = [h for h in runner._ready.drain() if runner._drop_locked(h, "dropped at shutdown")]
+        waiting = [*runner._ready.drain(), *parked_handles(runner)]  # parked: over a rate/concurrency limit
+        dropped = [h for h in waiting if runner._drop_locked(h, "dropped at shutdown")]
         dropped += drop_waiting_locked(runner, True)
         me = threading.get_ident()
         still_running = [h for h in runner._active.values() if h.state is State.RUNNING and h._thread_ident != me]
@@ -93,6 +95,10 @@ def drain_and_close(runner: Runner) -> None:
             thread.join(timeout=5.0)
     if timer_thread is not None and timer_thread.ident != me:
         timer_thread.join(timeout=5.0)
+    if runner._flow_state.loop is not None:  # async tasks ran: stop the runner's event loop
+        from ._async import stop_loop
+
+        stop_loop(runner)
     runner._hooks.fire("on_shutdown", runner)
     runner._closed_event.set()
 

@@ -15,7 +15,7 @@ class RunnerStats:
 
     Current counts (``queued``, ``scheduled``, ``running``, ``retrying``) describe
     the moment of the snapshot; totals (``submitted``, ``succeeded``, ``failed``,
-    ``cancelled``, ``retries``, ``failed_attempts``) count since the runner was
+    ``cancelled``, ``expired``, ``retries``, ``failed_attempts``) count since the runner was
     created. Run times are over the most recent attempts (a bounded window) and
     are ``None`` until an attempt has finished.
     """
@@ -40,6 +40,7 @@ class RunnerStats:
     run_time_mean: float | None
     run_time_p50: float | None
     run_time_p99: float | None
+    expired: int = 0
 
     @property
     def queue_depth(self) -> int:
@@ -57,6 +58,7 @@ class RunnerStats:
             State.SUCCEEDED: self.succeeded,
             State.FAILED: self.failed,
             State.CANCELLED: self.cancelled,
+            State.EXPIRED: self.expired,
         }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import random
 import threading
 from collections.abc import Callable
@@ -13,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _validate as check
 from ._errors import ConfigurationError
+from ._flow import check_unique_key, takes_context
+from ._limits import Rate, parse_rate
 
 if TYPE_CHECKING:
     from ._handle import TaskHandle
@@ -43,6 +44,14 @@ class TaskOptions:
         timeout: seconds an attempt may run before ``TaskTimeoutError``; None: no limit.
         priority: higher runs first within the runner, ``-100`` to ``100``.
         queue: routing label, shown in stats and used by scale-out backends.
+        retry_deadline: seconds after the first attempt started past which no
+            retry starts; None: only ``retries`` limits them.
+        dont_retry_on: exception classes that fail at once, even if in ``retry_on``.
+        bind: the function takes a :class:`~offload.TaskContext` first.
+        rate_limit: most starts per period (token bucket per task name), or None.
+        concurrency: most attempts of this task running at once, or None.
+        unique_key: function of the arguments giving the key under which at most
+            one task is queued or running; None: not unique.
     """
 
     name: str
@@ -54,6 +63,17 @@ class TaskOptions:
     timeout: float | None = None
     priority: int = 0
     queue: str = "default"
+    retry_deadline: float | None = None
+    dont_retry_on: tuple[type[BaseException], ...] = ()
+    bind: bool = False
+    rate_limit: Rate | None = None
+    concurrency: int | None = None
+    unique_key: Callable[..., Any] | None = None
+
+    @property
+    def flow(self) -> bool:
+        """True if tasks with these options need per-task flow-control state."""
+        return self.bind or self.unique_key is not None or self.rate_limit is not None or self.concurrency is not None
 
     @classmethod
     def build(
@@ -68,6 +88,13 @@ class TaskOptions:
         timeout: float | None = None,
         priority: int = 0,
         queue: str = "default",
+        retry_deadline: float | None = None,
+        dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        bind: bool = False,
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        unique: bool = False,
+        unique_key: Callable[..., Any] | None = None,
     ) -> TaskOptions:
         """Validate every option and return the options; raise ``ConfigurationError``."""
         owner = f"task {name!r}"
@@ -85,6 +112,12 @@ class TaskOptions:
             timeout=check.optional_seconds(owner, "timeout", timeout, zero_ok=False),
             priority=check.integer(owner, "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX),
             queue=check.name(owner, "queue", queue),
+            retry_deadline=check.optional_seconds(owner, "retry_deadline", retry_deadline, zero_ok=False),
+            dont_retry_on=check.exception_types(owner, "dont_retry_on", dont_retry_on),
+            bind=check.flag(owner, "bind", bind),
+            rate_limit=parse_rate(owner, rate_limit),
+            concurrency=None if concurrency is None else check.integer(owner, "concurrency", concurrency, minimum=1),
+            unique_key=check_unique_key(owner, unique, unique_key),
         )
 
     def retry_delay(self, retry_number: int) -> float:
@@ -128,6 +161,11 @@ class Task(Generic[P, R]):
         return f"<offload.Task {self.options.name}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.options.bind:
+            # Called inline: the function still gets a context (id None, attempt 1).
+            from ._context import TaskContext
+
+            return self.fn(TaskContext(None, self.name, self.options.retries), *args, **kwargs)  # type: ignore[arg-type]
         return self.fn(*args, **kwargs)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
@@ -145,6 +183,7 @@ class Task(Generic[P, R]):
         countdown: float | None = None,
         eta: datetime | None = None,
         priority: int | None = None,
+        expires: float | datetime | None = None,
     ) -> TaskHandle:
         """Run in the background, optionally later or with another priority.
 
@@ -155,13 +194,16 @@ class Task(Generic[P, R]):
             eta: aware datetime before which the task may not start; one in the
                 past means "now". Give ``countdown`` or ``eta``, not both.
             priority: overrides the task's priority for this call.
+            expires: seconds from now, or an aware datetime, after which the
+                task is marked ``EXPIRED`` instead of started if it has not
+                started yet. Must be after ``countdown``/``eta``.
         """
         if not isinstance(args, (tuple, list)):
             raise ConfigurationError(f"task {self.name!r}: apply_async(args=...) must be a tuple or list, got {args!r}")
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ConfigurationError(f"task {self.name!r}: apply_async(kwargs=...) must be a dict, got {kwargs!r}")
         return _default_runner()._enqueue(
-            self, tuple(args), kwargs or {}, countdown=countdown, eta=eta, priority=priority
+            self, tuple(args), kwargs or {}, countdown=countdown, eta=eta, priority=priority, expires=expires
         )
 
 
@@ -207,6 +249,13 @@ def task(
     timeout: float | None = None,
     priority: int = 0,
     queue: str = "default",
+    retry_deadline: float | None = None,
+    dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+    bind: bool = False,
+    rate_limit: str | None = None,
+    concurrency: int | None = None,
+    unique: bool = False,
+    unique_key: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -223,6 +272,13 @@ def task(
     timeout: float | None = None,
     priority: int = 0,
     queue: str = "default",
+    retry_deadline: float | None = None,
+    dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+    bind: bool = False,
+    rate_limit: str | None = None,
+    concurrency: int | None = None,
+    unique: bool = False,
+    unique_key: Callable[..., Any] | None = None,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Declare a background task, bare (``@task``) or with options (``@task(retries=3)``).
 
@@ -237,6 +293,21 @@ def task(
         timeout: seconds an attempt may run; ``None`` for no limit.
         priority: ``-100`` to ``100``; higher runs first.
         queue: routing label.
+        retry_deadline: seconds after the first attempt started past which no
+            retry starts (caps the time spent retrying as ``retries`` caps the count).
+        dont_retry_on: permanent errors: these fail at once even if ``retry_on``
+            matches them.
+        bind: pass a :class:`~offload.TaskContext` as the first argument (Celery
+            spelling). A first parameter named ``context`` does the same
+            (``django.tasks`` spelling).
+        rate_limit: ``"10/s"``, ``"100/m"``, ``"1000/h"``: most starts per period,
+            a token bucket per task name per runner. Tasks over it wait queued,
+            without holding a worker.
+        concurrency: most attempts of this task running at once in a runner;
+            others wait queued, without holding a worker.
+        unique: while a task with the same arguments is queued or running,
+            enqueueing it again returns the existing handle.
+        unique_key: like ``unique``, but the key is ``unique_key(*args, **kwargs)``.
 
     Raises:
         ConfigurationError: an option is invalid (named in the message).
@@ -248,10 +319,6 @@ def task(
         if not callable(func):
             raise ConfigurationError(f"@task must decorate a function, got {func!r}")
         task_name = name if name is not None else callable_name(func)
-        if inspect.iscoroutinefunction(func):
-            raise ConfigurationError(
-                f"task {task_name!r}: coroutine functions cannot be tasks yet; wrap the call in a plain function"
-            )
         options = TaskOptions.build(
             task_name,
             retries=retries,
@@ -262,6 +329,13 @@ def task(
             timeout=timeout,
             priority=priority,
             queue=queue,
+            retry_deadline=retry_deadline,
+            dont_retry_on=dont_retry_on,
+            bind=bind or takes_context(func),
+            rate_limit=rate_limit,
+            concurrency=concurrency,
+            unique=unique,
+            unique_key=unique_key,
         )
         declared = Task(func, options)
         _register(declared)

@@ -15,21 +15,24 @@ from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING
 
 from ._errors import TaskTimeoutError
+from ._flow import expire_locked
 from ._handle import State, TaskHandle
 from ._interrupt import raise_in_thread
-from ._log import runner_log
+from ._limits import wake_locked
+from ._log import runner_log, task_log
 
 if TYPE_CHECKING:
     from ._runner import Runner
 
-# Timer kinds
-TIMER_RUN, TIMER_TIMEOUT, TIMER_ABANDON = 0, 1, 2
+# Timer kinds (EXPIRE and LIMIT are served by _flow.py and _limits.py)
+TIMER_RUN, TIMER_TIMEOUT, TIMER_ABANDON, TIMER_EXPIRE, TIMER_LIMIT = 0, 1, 2, 3, 4
 
 # Values of TaskHandle._interrupted
 NOT_INTERRUPTED, INTERRUPTED, ABANDONED = 0, 1, 2
 
 _RUNNING = State.RUNNING
 _WAITING = (State.SCHEDULED, State.RETRYING)
+_NOT_STARTED = (State.QUEUED, State.SCHEDULED)
 
 
 # Stale entries tolerated before the heap is compacted (and at most half of it).
@@ -60,6 +63,10 @@ def _compact(runner: Runner) -> None:
 
 
 def _live(kind: int, handle: TaskHandle, attempt: int) -> bool:
+    if kind == TIMER_LIMIT:
+        return True  # one per limiter at most
+    if kind == TIMER_EXPIRE:
+        return handle.attempts == 0 and handle.state in _NOT_STARTED
     if handle.attempts != attempt:
         return False
     if kind == TIMER_RUN:
@@ -81,8 +88,24 @@ def timer_loop(runner: Runner) -> None:
                     timeout_locked(runner, handle, attempt)
                 elif kind == TIMER_ABANDON:
                     abandon_locked(runner, handle, attempt)
+                elif kind == TIMER_EXPIRE:
+                    _expire_locked(runner, handle)
+                elif kind == TIMER_LIMIT:
+                    wake_locked(runner, handle)
                 continue
             clock.wait(runner._timer_cond, timers[0][0] if timers else None)
+
+
+def _expire_locked(runner: Runner, handle: TaskHandle) -> None:
+    woken = expire_locked(runner, handle)
+    if woken is None:
+        return
+    task_log.info("task %s (id %s) expired before it started; it will not run", handle.name, handle.id)
+    runner._lock.release()  # waiters and callbacks run without the runner lock
+    try:
+        handle._wake(*woken)
+    finally:
+        runner._lock.acquire()
 
 
 def due_locked(runner: Runner, handle: TaskHandle) -> None:

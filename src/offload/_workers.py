@@ -17,9 +17,11 @@ from queue import Empty
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RetriesExhaustedError, Retry, TaskTimeoutError
+from ._flow import attempt_ended_locked, may_start_locked
 from ._handle import ErrorInfo, State, TaskHandle
 from ._interrupt import Interrupt, clear_in_thread
 from ._log import runner_log, task_log
+from ._policy import retry_delay
 from ._timers import ABANDONED, INTERRUPTED, NOT_INTERRUPTED, TIMER_RUN, TIMER_TIMEOUT, push_timer
 
 if TYPE_CHECKING:
@@ -131,14 +133,20 @@ def worker_loop(runner: Runner) -> None:
                     _thread_exits_locked(runner)
                 else:
                     handle = pop()
-                    if handle is not None and handle.state is _QUEUED:
+                    if (
+                        handle is not None
+                        and handle.state is _QUEUED
+                        and (handle._flow is None or may_start_locked(runner, handle))
+                    ):
                         handle.state = _RUNNING
                         runner._n_queued -= 1
                         runner._n_running += 1
                         if runner._blocked:
                             runner._space.notify()
                     else:
-                        handle = None  # dropped at shutdown, or cancelled while queued
+                        # dropped at shutdown, cancelled while queued, over a limit
+                        # (parked) or past its expiry (its timer marks it)
+                        handle = None
             if done is not None:
                 done[0]._wake(*woken)  # type: ignore[misc]
                 done = None
@@ -202,8 +210,9 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
             exc = timeout_exc.with_traceback(exc.__traceback__ if exc is not None else None)
     duration = now() - started
     if exc is None and type(result) is types.CoroutineType:
-        result.close()
-        exc = TypeError(f"task {handle.name} returned a coroutine; coroutine functions cannot be tasks yet")
+        from ._async import run_coroutine  # imports asyncio: only once a coroutine shows up
+
+        exc, result = run_coroutine(runner, handle, result, now() - started)
     if exc is None and not (hooks.after_attempt or hooks.after_success) and not _debug():
         return (handle, _SUCCEEDED, result, None, duration)  # the common case, without the detour
     attempt_finished(runner, handle, result, exc, duration)
@@ -286,18 +295,6 @@ def attempt_finished(
         schedule_retry(runner, handle, exc, delay, duration)
 
 
-def retry_delay(runner: Runner, handle: TaskHandle, exc: BaseException) -> float | None:
-    """Seconds until the next attempt, or None if the task fails now."""
-    options = handle._options
-    if handle.attempts > options.retries:
-        return None
-    if isinstance(exc, Retry):
-        return options.retry_delay(handle.attempts) if exc.delay is None else exc.delay
-    if isinstance(exc, options.retry_on):
-        return options.retry_delay(handle.attempts)
-    return None
-
-
 def schedule_retry(runner: Runner, handle: TaskHandle, exc: BaseException, delay: float, duration: float) -> None:
     options = handle._options
     explicit = isinstance(exc, Retry)
@@ -376,6 +373,8 @@ def record_locked(
     handle._record_attempt(finished_at, duration, state.value, handle.error if state is _FAILED else None)
     runner._durations.append(duration)
     runner._n_running -= 1
+    if handle._flow is not None:
+        attempt_ended_locked(runner, handle)
     if state is _SUCCEEDED:
         runner._succeeded += 1
     else:
@@ -394,6 +393,8 @@ def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: floa
         handle._record_attempt(finished_at, duration, "retrying", error)
         runner._durations.append(duration)
         runner._n_running -= 1
+        if handle._flow is not None:
+            attempt_ended_locked(runner, handle)
         runner._retries += 1
         runner._failed_attempts += 1
         handle.state = State.RETRYING
