@@ -71,6 +71,7 @@ def test_error_tree():
 
 def test_states():
     assert [s.value for s in offload.State] == [
+        "pending",
         "queued",
         "scheduled",
         "running",

@@ -29,10 +29,13 @@ class State(str, enum.Enum):
 
     ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``, with ``SCHEDULED`` (waiting for its
     ``countdown``/``eta``), ``RETRYING`` (an attempt failed, the next one waits for
-    its backoff) and ``CANCELLED`` (cancelled before it started, or dropped at
-    shutdown). The value is the lower-case name, handy in JSON and logs.
+    its backoff), ``PENDING`` (enqueued inside a database transaction, queued when
+    it commits; see the Django integration) and ``CANCELLED`` (cancelled before it
+    started, dropped at shutdown, or its transaction rolled back). The value is the
+    lower-case name, handy in JSON and logs.
     """
 
+    PENDING = "pending"
     QUEUED = "queued"
     SCHEDULED = "scheduled"
     RUNNING = "running"
@@ -250,8 +253,8 @@ class TaskHandle:
     def cancel(self) -> bool:
         """Cancel the task unless an attempt is running or it has finished.
 
-        A task can be cancelled while queued, scheduled, or waiting between two
-        attempts for its retry. A running attempt is never interrupted.
+        A task can be cancelled while pending, queued, scheduled, or waiting between
+        two attempts for its retry. A running attempt is never interrupted.
 
         Returns:
             True if the task is now cancelled (also if it already was), False if it
