@@ -19,6 +19,7 @@ def test_all_is_pinned():
             "JournalWriteError",
             "OffloadError",
             "PayloadError",
+            "PayloadWarning",
             "QueueFullError",
             "RetriesExhaustedError",
             "Retry",

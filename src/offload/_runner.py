@@ -224,6 +224,7 @@ class Runner:
         eta: datetime | None = None,
         priority: int | None = None,
         name: str | None = None,
+        task_id: str | None = None,
     ) -> TaskHandle:
         if isinstance(target, Task):
             options = target.options
@@ -243,7 +244,17 @@ class Runner:
         else:
             check.integer(f"task {name!r}", "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX)
         handle = TaskHandle(
-            new_task_id(), name, fn, args, kwargs, options, self, self._wall(), priority, copy_context(), self._lock
+            new_task_id() if task_id is None else task_id,
+            name,
+            fn,
+            args,
+            kwargs,
+            options,
+            self,
+            self._wall(),
+            priority,
+            copy_context(),
+            self._lock,
         )
         if self._hooks.before_enqueue:
             self._hooks.fire("before_enqueue", handle)
