@@ -316,12 +316,22 @@ class OffloadBackend(BaseTaskBackend):
             errors=[],
             worker_ids=[],
         )
-        state.keep(result)
         declaration = declaration_for(task, state.settings.policy)
         eta = _aware(task.run_after)
-        handle = state.runner._enqueue(declaration, (result,), {}, eta=eta, priority=task.priority, task_id=result.id)
-        handle.add_done_callback(state.recorder.on_done)
+        state.keep(result)
+        # Sent before the runner has it, so no receiver sees task_started first; if the
+        # runner then refuses it (full, closed), the result fails and task_finished follows.
         task_enqueued.send(sender=type(self), task_result=result)
+        try:
+            handle = state.runner._enqueue(
+                declaration, (result,), {}, eta=eta, priority=task.priority, task_id=result.id
+            )
+        except Exception as exc:
+            result.errors.append(_task_error(exc))
+            _set(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
+            task_finished.send(sender=type(self), task_result=result)
+            raise
+        handle.add_done_callback(state.recorder.on_done)
         return result
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:

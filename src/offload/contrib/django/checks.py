@@ -32,12 +32,16 @@ def register() -> None:
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    return check(getattr(settings, "OFFLOAD", None), settings.DATABASES)
+
+
+def check(offload_settings: object, databases: dict[str, dict[str, Any]]) -> list[checks.CheckMessage]:
+    """The messages for these ``OFFLOAD`` and ``DATABASES`` values."""
     messages: list[checks.CheckMessage] = []
     try:
-        options = conf.load(getattr(settings, "OFFLOAD", None))
+        options = conf.load(offload_settings)
     except ConfigurationError as exc:  # pragma: no cover - ready() refuses these first
         return [checks.Error(str(exc), id="offload.E000", obj="settings.OFFLOAD")]
-    databases: dict[str, dict[str, Any]] = settings.DATABASES
     if options.on_commit and options.on_commit_database not in databases:
         messages.append(
             checks.Error(
