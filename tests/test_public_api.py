@@ -24,6 +24,7 @@ def test_all_is_pinned():
             "JournalWriteError",
             "OffloadError",
             "PayloadError",
+            "PayloadWarning",
             "QueueFullError",
             "RetriesExhaustedError",
             "Retry",
@@ -81,6 +82,7 @@ def test_error_tree():
 
 def test_states():
     assert [s.value for s in offload.State] == [
+        "pending",
         "queued",
         "scheduled",
         "running",

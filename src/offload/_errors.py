@@ -68,6 +68,11 @@ class JournalCorruptError(JournalError):
     """The journal file is damaged and was refused."""
 
 
+class PayloadWarning(UserWarning):
+    """An argument works in memory mode but is a likely mistake (a database row
+    passed where its primary key belongs); a journal would refuse it."""
+
+
 class Retry(Exception):  # noqa: N818 - flow control, named like Celery's and Dramatiq's
     """Raise inside a task to ask for another attempt.
 
@@ -111,6 +116,7 @@ for _cls in (
     JournalWriteError,
     JournalCorruptError,
     Retry,
+    PayloadWarning,
 ):
     _cls.__module__ = "offload"
 del _cls

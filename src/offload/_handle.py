@@ -30,11 +30,14 @@ class State(str, enum.Enum):
 
     ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``, with ``SCHEDULED`` (waiting for its
     ``countdown``/``eta``), ``RETRYING`` (an attempt failed, the next one waits for
-    its backoff), ``CANCELLED`` (cancelled before it started, or dropped at
-    shutdown) and ``EXPIRED`` (not started before its ``expires`` time, so never
-    run). The value is the lower-case name, handy in JSON and logs.
+    its backoff), ``PENDING`` (enqueued inside a database transaction, queued when
+    it commits; see the Django integration), ``CANCELLED`` (cancelled before it
+    started, dropped at shutdown, or its transaction rolled back) and ``EXPIRED``
+    (not started before its ``expires`` time, so never run). The value is the
+    lower-case name, handy in JSON and logs.
     """
 
+    PENDING = "pending"
     QUEUED = "queued"
     SCHEDULED = "scheduled"
     RUNNING = "running"
@@ -318,8 +321,8 @@ class TaskHandle:
     def cancel(self) -> bool:
         """Cancel the task unless an attempt is running or it has finished.
 
-        A task can be cancelled while queued, scheduled, or waiting between two
-        attempts for its retry. A running attempt is never interrupted; instead
+        A task can be cancelled while pending, queued, scheduled, or waiting between
+        two attempts for its retry. A running attempt is never interrupted; instead
         its ``context.cancelled`` event is set (tasks declared with ``bind=True``
         or a ``context`` parameter can check it and stop early), and it gets no
         further retries.

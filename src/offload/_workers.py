@@ -90,7 +90,16 @@ def _clear_frames(exc: BaseException | None) -> None:
 
 
 def worker_loop(runner: Runner) -> None:
-    """Serve the ready queue until told to stop, idle too long, or abandoned.
+    """Serve the ready queue until told to stop, idle too long, or abandoned."""
+    try:
+        _serve(runner)
+    finally:
+        if runner._hooks.on_thread_exit:
+            runner._hooks.fire("on_thread_exit", runner)
+
+
+def _serve(runner: Runner) -> None:
+    """The loop of :func:`worker_loop`.
 
     A successful attempt is recorded in the same critical section that takes
     the next task (``done``), so a busy worker takes the runner lock once per
