@@ -131,7 +131,7 @@ def serve(
     server = DashboardServer(app, host, port, owns_app=owns_app)
     if background:
         return server.start()
-    log.warning("offload dashboard on %s (Ctrl-C to stop)", server.url)
+    log.info("offload dashboard on %s (Ctrl-C to stop)", server.url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
