@@ -76,8 +76,8 @@ def test_stats(api: Client, scenario: Scenario):
 def test_task_list_filters_and_pages(api: Client, scenario: Scenario):
     everything = check(api.get("/api/tasks", headers=AUTH), "/api/tasks")
     assert everything["total"] == 5
-    created = [t["created_at"] for t in everything["tasks"]]
-    assert created == sorted(created, reverse=True)
+    newest_first = [scenario.scheduled, scenario.running, scenario.succeeded, scenario.retried, scenario.failed]
+    assert [t["id"] for t in everything["tasks"]] == [h.id for h in newest_first]
 
     failed = check(api.get("/api/tasks?state=failed", headers=AUTH), "/api/tasks")
     assert [t["id"] for t in failed["tasks"]] == [scenario.failed.id]
