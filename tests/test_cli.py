@@ -8,9 +8,12 @@ are checked against the plan itself.
 from __future__ import annotations
 
 import io
+import json
 import re
+import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -70,7 +73,7 @@ def test_without_a_command_prints_help_and_fails() -> None:
 def test_demo_help_documents_its_options() -> None:
     done = offload_cli("demo", "--help")
     assert done.returncode == 0, done.stderr
-    for option in ("--tasks", "--workers", "--rate", "--seed", "--log"):
+    for option in ("--tasks", "--workers", "--rate", "--seed", "--log", "--serve", "--port", "--rounds"):
         assert option in done.stdout
 
 
@@ -84,6 +87,8 @@ def test_demo_help_documents_its_options() -> None:
         (["--rate", "0"], "--rate"),
         (["--rate", "nan"], "--rate"),
         (["--tasks", "many"], "--tasks"),
+        (["--serve", "--port", "70000"], "--port"),
+        (["--serve", "--rounds", "-1"], "--rounds"),
     ],
 )
 def test_demo_refuses_bad_arguments_by_name(args: list[str], message: str) -> None:
@@ -158,3 +163,29 @@ def test_scenario_in_process_reports_every_task() -> None:
     assert row(text, "total")[:4] == [13, 13, 0, 2]
     assert "Failures: 0 task(s)" in text
     assert runner.stats().counts[State.SUCCEEDED] == 13
+
+
+def test_demo_serve_shows_the_running_scenario_on_the_dashboard() -> None:
+    command = [sys.executable, "-m", "offload", "demo", "--serve", "--port", "0", "--tasks", "30", "--rate", "500"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()  # printed once the dashboard listens
+            match = re.search(r"dashboard at (http://127\.0\.0\.1:\d+/)", first)
+            assert match, first
+            url = match.group(1)
+            while "round 1:" not in (line := proc.stdout.readline()):  # one round has finished
+                assert line, "the demo stopped before its first round ended"
+            with urllib.request.urlopen(url + "api/stats", timeout=CHILD_TIMEOUT) as reply:
+                stats = json.loads(reply.read())
+            assert stats["counts"]["succeeded"] + stats["counts"]["failed"] >= 30
+            with urllib.request.urlopen(url, timeout=CHILD_TIMEOUT) as reply:
+                assert b"offload" in reply.read()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=CHILD_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=CHILD_TIMEOUT)
+    assert proc.returncode == 0, err
+    assert "stopping" in out

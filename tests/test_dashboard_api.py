@@ -84,8 +84,8 @@ def test_stats(api: Client, scenario: Scenario):
 def test_task_list_filters_and_pages(api: Client, scenario: Scenario):
     everything = check(api.get("/api/tasks", headers=AUTH), "/api/tasks")
     assert everything["total"] == 5
-    created = [t["created_at"] for t in everything["tasks"]]
-    assert created == sorted(created, reverse=True)
+    newest_first = [scenario.scheduled, scenario.running, scenario.succeeded, scenario.retried, scenario.failed]
+    assert [t["id"] for t in everything["tasks"]] == [h.id for h in newest_first]
 
     failed = check(api.get("/api/tasks?state=failed", headers=AUTH), "/api/tasks")
     assert [t["id"] for t in failed["tasks"]] == [scenario.failed.id]
@@ -230,3 +230,26 @@ def test_read_only_dashboard_refuses_actions(scenario: Scenario):
         assert scenario.scheduled.state is State.SCHEDULED
         assert scenario.runner.get(scenario.failed.id) is not None
         assert client.get("/api/stats").status == 200  # reading needs no token without one configured
+
+
+def test_http_source_reads_and_acts_like_the_live_source(api: Client, scenario: Scenario):
+    from offload.dashboard import ActionError, HttpSource, LiveSource, SourceUnavailableError, TaskQuery
+
+    remote = HttpSource(f"http://{api.default_host}/", token=TOKEN)
+    local = LiveSource(scenario.runner)
+    assert remote.tasks(TaskQuery(limit=10)) == local.tasks(TaskQuery(limit=10))
+    assert remote.task(scenario.failed.id) == local.task(scenario.failed.id)
+    assert remote.names() == local.names()
+    assert remote.task("nope") is None
+    with pytest.raises(ActionError, match="only a queued, scheduled or retrying task") as info:
+        remote.cancel(scenario.succeeded.id)
+    assert info.value.status == 409
+    assert remote.cancel(scenario.scheduled.id) is True
+    new_id = remote.retry(scenario.failed.id)
+    new = scenario.runner.get(new_id)
+    assert new is not None and new.wait(WAIT)
+    assert remote.purge() == 5
+    with pytest.raises(SourceUnavailableError, match="HTTP 401"):
+        HttpSource(f"http://{api.default_host}/", token="wrong-wrong-wrong-wrong").overview()
+    with pytest.raises(ValueError, match="must start with http"):
+        HttpSource("ftp://example.com")

@@ -76,3 +76,10 @@ def test_without_prometheus_client(runner: Runner, monkeypatch: pytest.MonkeyPat
         reply = client.get("/metrics")
     assert reply.status == 404
     assert "prometheus_client" in reply.json()["error"]
+
+
+def test_stopping_the_server_removes_its_metrics_hook(runner: Runner):
+    before = len(runner._hooks.after_success)
+    with running_dashboard(runner):
+        assert len(runner._hooks.after_success) == before + 1
+    assert len(runner._hooks.after_success) == before

@@ -55,7 +55,7 @@ def test_task_list_filters_and_links(client: Client, scenario: Scenario):
     text = client.get("/tasks?state=failed").text
     assert f'href="/tasks/{scenario.failed.id}"' in text
     assert scenario.succeeded.id not in text
-    assert '<option value="failed" selected="True">' in text
+    assert '<option value="failed" selected>' in text
     text = client.get("/tasks?limit=2").text
     assert field(text, "shown") == "1 to 2 of 5"
     assert "older »" in text
@@ -147,3 +147,17 @@ def test_mounted_under_a_prefix(scenario: Scenario):
         detail = client.get(f"/ops/tasks/tasks/{scenario.failed.id}")
         assert detail.status == 200
         assert client.get("/ops/tasks/api/stats").json()["counts"]["failed"] == 1
+
+
+def test_pages_and_api_while_tasks_run(runner: Runner):
+    """Reads race with workers finishing tasks; every answer must still be a 200."""
+    handles = [runner.submit(sum, [i, i]) for i in range(1500)]
+    statuses = []
+    with running_dashboard(runner) as client:
+        while True:
+            done = all(h.done() for h in handles)
+            for path in ("/api/tasks?limit=500", "/api/names", "/api/stats", "/", "/names", "/running"):
+                statuses.append((path, client.get(path).status))
+            if done:
+                break
+    assert all(status == 200 for _, status in statuses), [s for s in statuses if s[1] != 200]

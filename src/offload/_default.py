@@ -98,8 +98,17 @@ def get(task_id: str) -> TaskHandle | None:
 
 
 def stats() -> RunnerStats:
-    """Stats of the default runner (creating it if needed)."""
-    return default_runner().stats()
+    """Stats of the default runner.
+
+    Before the first task this does not create it (so a later ``configure()`` still
+    works): it returns the empty stats of a runner with the configured settings.
+    """
+    runner = _runner
+    if runner is None:
+        with _lock:
+            settings = _settings
+        return Runner.from_settings(settings).stats()
+    return runner.stats()
 
 
 def shutdown(wait: bool = True, *, cancel_pending: bool = False, timeout: float | None = None) -> None:

@@ -341,7 +341,7 @@ class TaskHandle:
         """Call ``fn(handle)`` when the task is done (at once if it already is).
 
         Callbacks run in the thread that finishes the task. One that raises is
-        logged on the ``offload`` logger and does not affect the task or others.
+        logged on the ``offload.runner`` logger and does not affect the task or others.
         """
         if not callable(fn):
             raise TypeError(f"add_done_callback() of task {self.name}: expected a callable, got {fn!r}")

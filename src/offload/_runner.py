@@ -172,6 +172,7 @@ class Runner:
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
         self._retries = self._failed_attempts = 0
         self._abandoned = self._abandoned_alive = 0
+        self._abandoned_idents: set[int] = set()  # threads given up on, still inside a task
         self._max_threads = self._workers_max
         self._queue_size = self.settings.queue_size
         self._durations: deque[float] = deque(maxlen=_DURATION_WINDOW)

@@ -43,7 +43,8 @@ class TaskOptions:
         jitter: draw each delay uniformly from ``[0, backoff]`` ("full jitter").
         timeout: seconds an attempt may run before ``TaskTimeoutError``; None: no limit.
         priority: higher runs first within the runner, ``-100`` to ``100``.
-        queue: routing label, shown in stats and used by scale-out backends.
+        queue: routing label: recorded on the handle, filterable in the dashboard; one
+            pool serves every queue of a runner.
         retry_deadline: seconds after the first attempt started past which no
             retry starts; None: only ``retries`` limits them.
         dont_retry_on: exception classes that fail at once, even if in ``retry_on``.
@@ -128,10 +129,13 @@ class TaskOptions:
 
 def callable_name(fn: Callable[..., Any]) -> str:
     """``module.qualname`` of a callable, with sensible fallbacks."""
-    try:
-        return f"{fn.__module__}.{fn.__qualname__}"
-    except AttributeError:
-        pass
+    qualname = getattr(fn, "__qualname__", None)
+    if isinstance(qualname, str):
+        module = getattr(fn, "__module__", None)
+        if module is None:  # a builtin method such as [].append has no __module__
+            owner = getattr(fn, "__self__", None)
+            module = "builtins" if owner is None else type(owner).__module__
+        return f"{module}.{qualname}"
     if isinstance(fn, functools.partial):
         return callable_name(fn.func)
     cls = type(fn)

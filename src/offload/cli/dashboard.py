@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -26,21 +27,31 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dashboard import serve
+    from ..dashboard import DashboardApp, serve
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = args.token or os.environ.get(TOKEN_ENV) or None
     try:
-        serve(
+        server = serve(
             host=args.host,
             port=args.port,
             token=token,
             insecure=args.insecure,
             allowed_hosts=args.allowed_hosts,
             read_only=args.read_only,
+            background=True,
         )
     except (ConfigurationError, OSError) as exc:
         print(f"offload dashboard: {exc}", file=sys.stderr)
         return 2
+    read_only = not isinstance(server.app, DashboardApp) or server.app.guard.read_only
+    mode = "read-only" if read_only else "actions enabled"
+    print(f"offload dashboard on {server.url} ({mode}; Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0

@@ -255,6 +255,13 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="tasks arriving per second (default 100)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the planned outcomes (default 7)")
     parser.add_argument("--log", action="store_true", help="also print offload's WARNING/ERROR log records")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="repeat the scenario with the dashboard open on loopback (prints its URL; Ctrl-C stops)",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="dashboard port with --serve (default 8765, 0: any)")
+    parser.add_argument("--rounds", type=int, default=0, help="with --serve: stop after N rounds (default: never)")
     parser.set_defaults(handler=run)
 
 
@@ -264,11 +271,59 @@ def run(args: argparse.Namespace) -> int:
         rate = float(args.rate)
         if not 0 < rate <= 1e6:  # also refuses nan
             raise ConfigurationError(f"offload demo: --rate must be in (0, 1e6] tasks per second, got {args.rate!r}")
+        port = check.integer("offload demo", "--port", args.port, minimum=0, maximum=65535)
+        rounds = check.integer("offload demo", "--rounds", args.rounds, minimum=0)
         runner = Runner(workers=args.workers, queue_size=max(n, 10), name="demo")
     except ConfigurationError as exc:
         print(f"offload demo: error: {exc}", file=sys.stderr)
         return 2
-    return scenario(runner, plan(n, args.seed), rate, show_log=args.log, out=sys.stdout)
+    jobs = plan(n, args.seed)
+    if args.serve:
+        return serve_scenario(runner, jobs, rate, port=port, rounds=rounds, out=sys.stdout)
+    return scenario(runner, jobs, rate, show_log=args.log, out=sys.stdout)
+
+
+def one_round(runner: Runner, jobs: Sequence[Job], rate: float, progress: Progress) -> list[TaskHandle]:
+    """Submit ``jobs`` at ``rate`` per second and wait for all of them, showing progress."""
+    with _failures_lock:
+        _failures_left.clear()
+        _failures_left.update({job.key: job.failures for job in jobs if job.failures})
+    handles: list[TaskHandle] = []
+    submit: Callable[..., TaskHandle] = runner.submit
+    for i, job in enumerate(jobs):
+        pause = progress.started + i / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)  # requests arrive over time, not all at once
+        handles.append(submit(job.task, *job.args))
+        progress.show(runner, len(handles))
+    while not runner.join(timeout=0.1):
+        progress.show(runner, len(handles))
+    progress.show(runner, len(handles), final=True)
+    return handles
+
+
+def serve_scenario(runner: Runner, jobs: Sequence[Job], rate: float, *, port: int, rounds: int, out: TextIO) -> int:
+    """The scenario again and again on one runner, with its dashboard served on loopback."""
+    from ..dashboard import serve
+
+    logging.getLogger("offload").addHandler(logging.NullHandler())  # failures are on the dashboard
+    server = serve(runner, port=port, background=True)
+    out.write(f"offload demo: dashboard at {server.url} (read-only; Ctrl-C to stop)\n")
+    out.flush()
+    done = 0
+    try:
+        with runner:
+            while rounds == 0 or done < rounds:
+                handles = one_round(runner, jobs, rate, Progress(out, len(jobs)))
+                done += 1
+                failed = sum(h.state is State.FAILED for h in handles)
+                out.write(f"round {done}: {len(handles)} tasks, {failed} failed; see {server.url}\n")
+                out.flush()
+    except KeyboardInterrupt:
+        out.write("\noffload demo: stopping\n")
+    finally:
+        server.stop()
+    return 0
 
 
 def scenario(runner: Runner, jobs: Sequence[Job], rate: float, *, show_log: bool, out: TextIO) -> int:
@@ -283,24 +338,11 @@ def scenario(runner: Runner, jobs: Sequence[Job], rate: float, *, show_log: bool
         logger.addHandler(stream)
     # Without --log the counter is the only handler: Python's last-resort handler stays
     # silent, so tracebacks do not tear through the live view (the report shows them).
-    with _failures_lock:
-        _failures_left.clear()
-        _failures_left.update({job.key: job.failures for job in jobs if job.failures})
     out.write(f"offload demo: {len(jobs)} tasks arriving at {rate:g}/s on {runner.settings.workers} worker threads\n")
     progress = Progress(out, len(jobs))
-    handles: list[TaskHandle] = []
-    submit: Callable[..., TaskHandle] = runner.submit
     try:
         with runner:
-            for i, job in enumerate(jobs):
-                pause = progress.started + i / rate - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)  # requests arrive over time, not all at once
-                handles.append(submit(job.task, *job.args))
-                progress.show(runner, len(handles))
-            while not runner.join(timeout=0.1):
-                progress.show(runner, len(handles))
-            progress.show(runner, len(handles), final=True)
+            handles = one_round(runner, jobs, rate, progress)
     finally:
         logger.removeHandler(counter)
         if stream is not None:

@@ -84,6 +84,12 @@ class DashboardApp:
         self.metrics = metrics
         self.routes = ROUTES
 
+    def close(self) -> None:
+        """Remove the metrics hook this app added to its runner (if any)."""
+        if self.metrics is not None:
+            self.metrics.collector.close()
+            self.metrics = None
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         try:

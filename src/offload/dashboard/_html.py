@@ -32,9 +32,15 @@ def join(parts: Iterable[object]) -> Markup:
 def tag(name: str, content: object = "", **attrs: object) -> Markup:
     """``<name attrs>content</name>`` with every attribute value and the content escaped."""
     rendered = "".join(
-        f' {k.rstrip("_").replace("_", "-")}="{esc(v)}"' for k, v in attrs.items() if v is not None and v is not False
+        f" {_attr(k)}" if v is True else f' {_attr(k)}="{esc(v)}"'
+        for k, v in attrs.items()
+        if v is not None and v is not False
     )
     return Markup(f"<{name}{rendered}>{esc(content)}</{name}>")
+
+
+def _attr(name: str) -> str:
+    return name.rstrip("_").replace("_", "-")
 
 
 def fmt_time(ts: float | None) -> str:

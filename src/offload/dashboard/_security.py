@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -111,7 +112,8 @@ class Guard:
         self.read_only = read_only or (token is None and authorize is None)
         key = (token or "").encode()
         self._session = hmac.new(key, b"offload-dashboard-session", hashlib.sha256).hexdigest() if token else None
-        self._csrf = hmac.new(key, b"offload-dashboard-csrf", hashlib.sha256).hexdigest()[:32]
+        # Random per app: with framework auth (no token) a derived value would be guessable.
+        self._csrf = secrets.token_hex(16)
 
     @property
     def auth_required(self) -> bool:

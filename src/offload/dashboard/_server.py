@@ -12,7 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .._errors import ConfigurationError
 from .._runner import Runner
-from ._app import create_app
+from ._app import DashboardApp, create_app
 from ._security import LOOPBACK_HOSTS, check_bind, is_loopback
 
 log = logging.getLogger("offload.dashboard")
@@ -44,9 +44,10 @@ class DashboardServer:
         url: where it answers, e.g. ``http://127.0.0.1:8765/``.
     """
 
-    def __init__(self, app: WSGIApp, host: str, port: int) -> None:
+    def __init__(self, app: WSGIApp, host: str, port: int, *, owns_app: bool = False) -> None:
         server_class = _IPv6Server if ":" in host else _ThreadingServer
         self.app = app
+        self._owns_app = owns_app
         self._server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
         self.port: int = self._server.server_address[1]
         shown = f"[{host}]" if ":" in host else host
@@ -70,6 +71,8 @@ class DashboardServer:
             self._thread.join(timeout)
             self._thread = None
         self._server.server_close()
+        if self._owns_app and isinstance(self.app, DashboardApp):
+            self.app.close()
 
     def __enter__(self) -> DashboardServer:
         return self
@@ -122,12 +125,13 @@ def serve(
         ConfigurationError: refused binding (see above) or a bad option.
     """
     check_bind(host, has_auth=token is not None, insecure=insecure)
+    owns_app = app is None
     if app is None:
         app = create_app(runner=runner, token=token, allowed_hosts=_hosts_for(host, allowed_hosts), read_only=read_only)
-    server = DashboardServer(app, host, port)
+    server = DashboardServer(app, host, port, owns_app=owns_app)
     if background:
         return server.start()
-    log.warning("offload dashboard on %s (Ctrl-C to stop)", server.url)
+    log.info("offload dashboard on %s (Ctrl-C to stop)", server.url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

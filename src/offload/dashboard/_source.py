@@ -219,7 +219,7 @@ class LiveSource:
 
     def tasks(self, query: TaskQuery) -> TaskPage:
         found = [h for h in self._handles() if _matches(h, query)]
-        found.sort(key=lambda h: h.created_at, reverse=True)
+        found.sort(key=lambda h: (h.created_at, h.id), reverse=True)  # ids grow within a process
         page = found[query.offset : query.offset + query.limit]
         return TaskPage([summary(h) for h in page], len(found), query.offset, query.limit)
 
