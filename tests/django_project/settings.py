@@ -13,6 +13,7 @@ ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
     "offload.contrib.django",
     "tests.django_project.shop",
 ]
@@ -39,6 +40,12 @@ DATABASES = {
     },
 }
 ROOT_URLCONF = "tests.django_project.urls"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+LOGIN_URL = "/login/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 OFFLOAD = {"WORKERS": 4, "DRAIN_TIMEOUT": float(os.environ.get("OFFLOAD_TEST_DRAIN", "20"))}
