@@ -18,6 +18,8 @@ Time is passed explicitly (``now``), so nothing here waits or sleeps.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from .._handle import ErrorInfo
@@ -34,13 +36,13 @@ ME, OTHER, THIRD = "host:1:100", "host:2:200", "host:3:300"
 T0 = 1_000_000.0
 
 
-def record(n: int, *, owner: str | None = ME, state: str = "queued", priority: int = 0, **fields: object) -> TaskRecord:
+def record(n: int, *, owner: str | None = ME, state: str = "queued", priority: int = 0, **fields: Any) -> TaskRecord:
     """A row with id ``t<n>``, queued and owned by ``ME`` unless told otherwise."""
-    defaults: dict[str, object] = dict(created_at=T0 + n, run_at=T0 + n)
+    defaults: dict[str, Any] = dict(created_at=T0 + n, run_at=T0 + n)
     defaults.update(fields)
     return TaskRecord(
         id=f"t{n}", name="tests.job", payload=f"[[{n}],{{}}]", owner=owner, state=state, priority=priority, **defaults
-    )  # type: ignore[arg-type]
+    )
 
 
 def alive_only(*owners: str) -> object:
@@ -192,7 +194,7 @@ class StoreConformance:
         assert OTHER not in {o.owner for o in store.owners()}
         assert sorted(r.id for r in store.claim(ME, 10, T0 + 5)) == ["t1", "t2"]
         assert store.start("t1", ME, T0 + 5)
-        assert store.fetch("t1").attempts == 2
+        assert store.fetch("t1").attempts == 2  # type: ignore[union-attr]
 
     def test_recover_never_takes_a_live_owners_work_even_with_a_stale_heartbeat(self, store: Store) -> None:
         store.heartbeat(OTHER, T0)
