@@ -78,6 +78,7 @@ def test_states():
         "succeeded",
         "failed",
         "cancelled",
+        "interrupted",
     ]
     assert str(offload.State.FAILED) == "failed"
     assert offload.State.FAILED.finished and not offload.State.RETRYING.finished

@@ -36,6 +36,7 @@ class RunnerSettings:
     abandon_timeout: float = 5.0
     max_abandoned: int | None = None
     eager: bool = False
+    journal: Any = None
 
     def __post_init__(self) -> None:
         owner = "Runner"
@@ -52,6 +53,10 @@ class RunnerSettings:
         if self.max_abandoned is not None:
             check.integer(owner, "max_abandoned", self.max_abandoned, minimum=0)
         check.flag(owner, "eager", self.eager)
+        if self.journal is not None:
+            from .journal._runtime import check_journal_option
+
+            check_journal_option(self.journal, eager=self.eager)
 
     @property
     def abandon_cap(self) -> int:

@@ -30,7 +30,9 @@ class State(str, enum.Enum):
     ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``, with ``SCHEDULED`` (waiting for its
     ``countdown``/``eta``), ``RETRYING`` (an attempt failed, the next one waits for
     its backoff) and ``CANCELLED`` (cancelled before it started, or dropped at
-    shutdown). The value is the lower-case name, handy in JSON and logs.
+    shutdown). In journal mode a row can also end ``INTERRUPTED``: an
+    ``at_most_once`` task whose process died while it ran. The value is the
+    lower-case name, handy in JSON and logs.
     """
 
     QUEUED = "queued"
@@ -40,6 +42,7 @@ class State(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
 
     def __str__(self) -> str:
         return self.value
@@ -50,7 +53,7 @@ class State(str, enum.Enum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+_FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.INTERRUPTED})
 
 
 class TaskCancelledError(OffloadError, CancelledError):

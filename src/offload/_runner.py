@@ -48,6 +48,7 @@ from ._stats import RunnerStats, percentile
 from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
 from ._timers import TIMER_RUN, push_timer
 from ._workers import run_eagerly, worker_local, worker_loop
+from .journal._runtime import Durable
 
 _QUEUED = State.QUEUED
 _SCHEDULED = State.SCHEDULED
@@ -75,6 +76,8 @@ class Runner:
         max_abandoned: abandoned threads that get a replacement (default ``workers``);
             past it, capacity shrinks instead of threads piling up.
         eager: run tasks inline in the caller, retries included (for tests).
+        journal: keep tasks in a durable journal: a file path (an SQLite journal
+            is created there) or a :class:`offload.journal.Store`; see docs/journal.md.
         hooks: :class:`~offload.Hook` objects.
         clock: time source; :class:`offload.testing.FakeClock` in tests.
         name: prefix of the thread names.
@@ -98,6 +101,7 @@ class Runner:
         abandon_timeout: float = 5.0,
         max_abandoned: int | None = None,
         eager: bool = False,
+        journal: Any = None,
         hooks: list[object] | tuple[object, ...] = (),
         clock: Clock | None = None,
         name: str = "offload",
@@ -113,6 +117,7 @@ class Runner:
             abandon_timeout=abandon_timeout,
             max_abandoned=max_abandoned,
             eager=eager,
+            journal=journal,
         )
         self._setup(settings, hooks=hooks, clock=clock, name=name)
 
@@ -143,6 +148,9 @@ class Runner:
         self._plain_options = TaskOptions(name="offload.submit")
         self._init_state()
         runners.add(self)
+        self._journal: Durable | None = None
+        if settings.journal is not None:
+            self._journal = Durable.attach(self, settings.journal)
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -246,11 +254,24 @@ class Runner:
             self._check_open(handle)
             run_eagerly(self, handle)
             return handle
+        if self._journal is not None:
+            self._journal.enqueue(handle, delay)  # on disk first; undone below if refused
+            try:
+                self._admit(handle, delay)
+            except BaseException:
+                self._journal.forget(handle)
+                raise
+            return handle
+        self._admit(handle, delay)
+        return handle
+
+    def _admit(self, handle: TaskHandle, delay: float, *, wait_for_room: bool = True) -> None:
+        """Make a new handle wait for its time or a worker (QueueFullError if no room)."""
         spawn = False
         with self._lock:
             if self._state is not self._RUNNING:
                 self._open_locked(handle)
-            if self._n_queued + self._n_scheduled + self._n_retrying >= self._queue_size:
+            if wait_for_room and self._n_queued + self._n_scheduled + self._n_retrying >= self._queue_size:
                 self._wait_for_room_locked(handle)
             self._submitted += 1
             self._active[handle.id] = handle
@@ -259,7 +280,7 @@ class Runner:
                 handle.next_attempt_at = handle.created_at + delay
                 self._n_scheduled += 1
                 push_timer(self, self._now() + delay, TIMER_RUN, handle)
-                return handle
+                return
             self._ready.push(handle)
             self._n_queued += 1
             if self._n_queued > self._idle and self._n_threads < self._max_threads:
@@ -268,7 +289,6 @@ class Runner:
         self._tokens.put(None)
         if spawn:
             self._start_worker()
-        return handle
 
     def _delay_for(self, name: str, countdown: float | None, eta: datetime | None) -> float:
         owner = f"task {name!r}"
@@ -360,6 +380,8 @@ class Runner:
                 return True
             if not self._drop_locked(handle, reason):
                 return False
+        if self._journal is not None:
+            self._journal.cancelled(handle, reason)
         handle._settle()
         return True
 
@@ -501,3 +523,5 @@ class Runner:
         # The child has no threads: start over empty. The parent still owns
         # (and will run) every task that was queued when fork() happened.
         self._init_state()
+        if self._journal is not None:
+            self._journal.after_fork()

@@ -43,6 +43,8 @@ class TaskOptions:
         timeout: seconds an attempt may run before ``TaskTimeoutError``; None: no limit.
         priority: higher runs first within the runner, ``-100`` to ``100``.
         queue: routing label, shown in stats and used by scale-out backends.
+        at_most_once: journal mode only: an attempt interrupted by the death of
+            its process is not run again (the task ends ``interrupted``).
     """
 
     name: str
@@ -54,6 +56,7 @@ class TaskOptions:
     timeout: float | None = None
     priority: int = 0
     queue: str = "default"
+    at_most_once: bool = False
 
     @classmethod
     def build(
@@ -68,6 +71,7 @@ class TaskOptions:
         timeout: float | None = None,
         priority: int = 0,
         queue: str = "default",
+        at_most_once: bool = False,
     ) -> TaskOptions:
         """Validate every option and return the options; raise ``ConfigurationError``."""
         owner = f"task {name!r}"
@@ -85,6 +89,7 @@ class TaskOptions:
             timeout=check.optional_seconds(owner, "timeout", timeout, zero_ok=False),
             priority=check.integer(owner, "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX),
             queue=check.name(owner, "queue", queue),
+            at_most_once=check.flag(owner, "at_most_once", at_most_once),
         )
 
     def retry_delay(self, retry_number: int) -> float:
@@ -207,6 +212,7 @@ def task(
     timeout: float | None = None,
     priority: int = 0,
     queue: str = "default",
+    at_most_once: bool = False,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -223,6 +229,7 @@ def task(
     timeout: float | None = None,
     priority: int = 0,
     queue: str = "default",
+    at_most_once: bool = False,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Declare a background task, bare (``@task``) or with options (``@task(retries=3)``).
 
@@ -237,6 +244,8 @@ def task(
         timeout: seconds an attempt may run; ``None`` for no limit.
         priority: ``-100`` to ``100``; higher runs first.
         queue: routing label.
+        at_most_once: journal mode: if the process dies while an attempt runs,
+            mark the task ``interrupted`` instead of running it again.
 
     Raises:
         ConfigurationError: an option is invalid (named in the message).
@@ -262,6 +271,7 @@ def task(
             timeout=timeout,
             priority=priority,
             queue=queue,
+            at_most_once=at_most_once,
         )
         declared = Task(func, options)
         _register(declared)

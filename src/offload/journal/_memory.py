@@ -68,7 +68,7 @@ class MemoryStore(Store):
     def start(self, task_id: str, owner: str, now: float) -> bool:
         with self._lock:
             row = self._rows.get(task_id)
-            if row is None or row.owner != owner or row.state not in WAITING:
+            if row is None or row.owner != owner or (row.state not in WAITING and row.state != RUNNING):
                 return False
             row.state = RUNNING
             row.attempts += 1

@@ -18,7 +18,7 @@ INSERT = (
 )
 START = (
     "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = coalesce(started_at, ?) "
-    "WHERE id = ? AND owner = ? AND state IN ('queued', 'scheduled', 'retrying')"
+    "WHERE id = ? AND owner = ? AND state IN ('queued', 'scheduled', 'retrying', 'running')"
 )
 _FINISH = (
     "UPDATE tasks SET state = ?, result = ?, error_type = ?, error_message = ?, error_traceback = ?, "

@@ -91,6 +91,9 @@ class SQLiteJournal(Store):
         lock_timeout: seconds a write keeps retrying a locked journal before it
             raises ``JournalWriteError``.
         max_payload: most bytes the encoded arguments (or result) of a task may take.
+        keep_finished: finished rows kept by the runner's periodic retention (the
+            newest); ``None``: no count limit.
+        keep_for: seconds a finished row is kept; ``None``: no age limit.
         check_on_open: run ``PRAGMA quick_check`` when opening and refuse a damaged file.
 
     Raises:
@@ -110,6 +113,8 @@ class SQLiteJournal(Store):
         busy_timeout: float = 5.0,
         lock_timeout: float = 30.0,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        keep_finished: int | None = 100_000,
+        keep_for: float | None = 7 * 86400.0,
         check_on_open: bool = True,
     ) -> None:
         owner = "SQLiteJournal"
@@ -120,6 +125,10 @@ class SQLiteJournal(Store):
         self.busy_timeout = check.seconds(owner, "busy_timeout", busy_timeout)
         self.lock_timeout = check.seconds(owner, "lock_timeout", lock_timeout)
         self.max_payload = check.integer(owner, "max_payload", max_payload, minimum=1)
+        self.keep_finished = (
+            None if keep_finished is None else check.integer(owner, "keep_finished", keep_finished, minimum=0)
+        )
+        self.keep_for = check.optional_seconds(owner, "keep_for", keep_for)
         check.flag(owner, "check_on_open", check_on_open)
         self._local = threading.local()
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []

@@ -154,7 +154,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def start(self, task_id: str, owner: str, now: float) -> bool:
-        """Mark a waiting row held by ``owner`` running and count the attempt."""
+        """Mark a row held by ``owner`` running and count the attempt.
+
+        A row already running may start again: its previous attempt failed and
+        the retry it asked for may not be recorded yet.
+        """
 
     @abc.abstractmethod
     def finish(

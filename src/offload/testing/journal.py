@@ -103,10 +103,13 @@ class StoreConformance:
         store.enqueue([record(1)])
         assert not store.start("t1", OTHER, T0 + 1)
         assert store.start("t1", ME, T0 + 1)
-        assert not store.start("t1", ME, T0 + 2)  # running already
         row = store.fetch("t1")
         assert row is not None
         assert (row.state, row.attempts, row.started_at) == ("running", 1, T0 + 1)
+        assert store.start("t1", ME, T0 + 2)  # the next attempt, before its retry was recorded
+        assert store.fetch("t1").attempts == 2  # type: ignore[union-attr]
+        store.finish("t1", ME, "succeeded", T0 + 3)
+        assert not store.start("t1", ME, T0 + 4)  # finished
         assert not store.start("missing", ME, T0)
 
     def test_finish_records_the_outcome_and_lets_go(self, store: Store) -> None:
