@@ -188,7 +188,7 @@ def test_a_corrupted_file_is_refused_with_how_to_move_it_aside(path: Path) -> No
         offload.Runner(workers=1, journal=path)
     message = str(info.value)
     assert str(path) in message
-    assert f"offload journal repair {path}" in message
+    assert f"offload journal repair --journal {path}" in message
 
 
 # -- writes that fail, in child processes (resource limits and file permissions) ----------

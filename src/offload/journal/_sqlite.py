@@ -221,7 +221,8 @@ class SQLiteJournal(Store):
     def _corrupt_message(self, detail: str) -> str:
         return (
             f"journal {self.path} is damaged ({detail}). offload refuses to use it. "
-            f"Inspect it with `offload journal check {self.path}`; `offload journal repair {self.path}` "
+            f"Inspect it with `offload journal check --journal {self.path}`; "
+            f"`offload journal repair --journal {self.path}` "
             "moves it aside (to PATH.corrupt-<time>) and copies every readable row into a new file. "
             "Or move it aside yourself and start with an empty journal."
         )
