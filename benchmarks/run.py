@@ -40,7 +40,7 @@ except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src"))
     import offload
 
-import durable  # noqa: E402 - the journal workloads, next to this file
+import durable  # the journal workloads, next to this file
 
 perf_counter = time.perf_counter
 
@@ -429,6 +429,7 @@ def mem_growth(report: Report, quick: bool) -> None:
 
 
 # -- main --------------------------------------------------------------------------------------
+
 
 def journal_workload(fn: Callable[[bool], list[dict[str, Any]]]) -> Callable[[Report, bool], None]:
     def run(report: Report, quick: bool) -> None:
