@@ -63,7 +63,8 @@ class Runner:
 
     Args:
         workers: most threads running tasks at once; ``min(32, cpu + 4)`` by default.
-            Threads start when work arrives and retire after ``idle_timeout``.
+            Threads start when work arrives and retire after ``idle_timeout``. With a
+            journal, 0 means enqueue only: another process (``offload worker``) runs them.
         queue_size: most tasks waiting (queued, scheduled or retrying) at once.
         on_full: ``"raise"`` (``QueueFullError`` at once) or ``"block"`` (wait up to
             ``block_timeout`` seconds for room, then raise).
@@ -255,6 +256,10 @@ class Runner:
             run_eagerly(self, handle)
             return handle
         if self._journal is not None:
+            if not self._workers_max:  # enqueue only: `offload worker` runs it
+                self._check_open(handle)
+                self._journal.enqueue(handle, delay)
+                return handle
             self._journal.enqueue(handle, delay)  # on disk first; undone below if refused
             try:
                 self._admit(handle, delay)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import offload
 from offload.cli import main
 from offload.journal import SQLiteJournal, TaskRecord
 
@@ -91,6 +92,39 @@ def test_check_and_repair_a_damaged_journal(tmp_path: Path, capsys: pytest.Captu
 def test_missing_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("journal", "stats", "--journal", str(tmp_path / "none")) == 1
     assert "no journal at" in capsys.readouterr().err
+
+
+@pytest.mark.subprocess
+def test_worker_runs_work_enqueued_by_an_enqueue_only_process(tmp_path: Path) -> None:
+    from ._worker_tasks import double
+
+    path = tmp_path / "j.sqlite3"
+    with offload.Runner(workers=0, journal=path) as web:  # e.g. the web process: enqueue only
+        handles = [web.submit(double, n) for n in range(20)]
+        assert all(h.state is offload.State.QUEUED for h in handles)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "offload", "worker", "--journal", str(path),
+         "--import", "tests.journal._worker_tasks", "--workers", "4"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    reader = SQLiteJournal(path)
+    try:
+        deadline = time.monotonic() + WAIT
+        while reader.counts()["succeeded"] < 20 and time.monotonic() < deadline:
+            threading.Event().wait(0.05)
+        assert [reader.fetch(h.id).result for h in handles] == [str(2 * n) for n in range(20)]  # type: ignore[union-attr]
+    finally:
+        reader.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0, err
+
+
+def test_workers_zero_needs_a_journal() -> None:
+    with pytest.raises(offload.ConfigurationError, match="workers=0"):
+        offload.Runner(workers=0)
 
 
 @pytest.mark.subprocess

@@ -130,7 +130,7 @@ class Durable(Hook):
             at_most_once=options.at_most_once,
             created_at=handle.created_at,
             run_at=handle.created_at + delay,
-            owner=self.owner,
+            owner=self.owner if self.runner._workers_max else None,  # enqueue only: anyone may claim it
         )
         self.store.enqueue([record])
         handle._fn = _Attempt(self, handle.id, task.fn)
