@@ -21,6 +21,7 @@ never raised into the process.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -44,7 +45,9 @@ HEARTBEAT_INTERVAL = 1.0
 #: Seconds without a heartbeat after which an owner whose liveness cannot be
 #: checked (another host) is presumed dead.
 LEASE_TIMEOUT = 3.0
-CHECKPOINT_INTERVAL = 30.0
+#: Seconds between the keeper's passive checkpoints, and between WAL truncations.
+CHECKPOINT_INTERVAL = 0.2
+TRUNCATE_INTERVAL = 30.0
 PRUNE_INTERVAL = 60.0
 
 
@@ -207,7 +210,7 @@ class Durable(Hook):
         self._thread.start()
 
     def _keep(self) -> None:
-        last_beat = last_checkpoint = last_prune = time.monotonic()
+        last_beat = last_truncate = last_prune = time.monotonic()
         first = True
         while not self._stopping:
             now = time.monotonic()
@@ -219,14 +222,16 @@ class Durable(Hook):
                 last_beat = now
             self._guard("claim", self.claim)
             checkpoint = getattr(self.store, "checkpoint", None)
-            if checkpoint is not None and now - last_checkpoint >= CHECKPOINT_INTERVAL:
-                self._guard("checkpoint", checkpoint)
-                last_checkpoint = now
+            if checkpoint is not None:
+                truncate = now - last_truncate >= TRUNCATE_INTERVAL
+                self._guard("checkpoint", functools.partial(checkpoint, truncate=truncate))
+                if truncate:
+                    last_truncate = now
             if first or now - last_prune >= PRUNE_INTERVAL:
                 self._guard("retention", self.prune)
                 last_prune = now
             first = False
-            self._wake.wait(HEARTBEAT_INTERVAL)
+            self._wake.wait(CHECKPOINT_INTERVAL)
             self._wake.clear()
 
     def _guard(self, what: str, fn: Callable[[], object]) -> None:

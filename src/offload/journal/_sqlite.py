@@ -8,8 +8,9 @@ Settings, and why:
 - Every write is ``BEGIN IMMEDIATE``: the write lock is taken up front, so two
   processes never deadlock upgrading read locks; ``busy_timeout`` waits for it,
   and a write still refused after ``lock_timeout`` raises ``JournalWriteError``.
-- Group commit: a writing thread appends its statements to a shared list and
-  whoever holds the writer lock commits everything pending in one transaction.
+- Group commit: a writing thread appends its statements to a shared list; the
+  first one to find no commit in progress commits everything pending in one
+  transaction while the others wait on a condition.
   Threads that arrive while a commit is in progress are committed together by
   the next one, so request threads are batched instead of queued one by one
   behind each other or behind the workers.
@@ -64,17 +65,21 @@ from ._store import (
 )
 
 SYNCHRONOUS = ("normal", "full")
+_allocate_lock = threading.Lock
+# WAL pages after which a commit checkpoints by itself (see checkpoint()).
+_AUTOCHECKPOINT = 10_000
 
 # An operation of a write: (sql, parameters) or a function run inside the transaction.
 Op = tuple[str, Sequence[Any]] | Callable[[sqlite3.Connection], Any]
 
 
 class _Request:
-    __slots__ = ("done", "error", "ops", "results", "wait")
+    __slots__ = ("done", "error", "ops", "results", "wait", "wake")
 
     def __init__(self, ops: Sequence[Op], wait: bool) -> None:
         self.ops = ops
         self.wait = wait
+        self.wake: Any = None  # a held lock a waiting thread sleeps on
         self.results: list[Any] | None = None
         self.error: JournalError | None = None
         self.done = False
@@ -134,8 +139,8 @@ class SQLiteJournal(Store):
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self._pending: list[_Request] = []
-        self._pending_lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._mutex = threading.Lock()
+        self._committing = False
         self._closed = False
         #: Writes accepted with ``wait=False`` that failed later (each is logged).
         self.lost_writes = 0
@@ -186,6 +191,8 @@ class SQLiteJournal(Store):
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
+            conn.execute(f"PRAGMA journal_size_limit = {_AUTOCHECKPOINT * 4096}")
         except sqlite3.Error as exc:
             raise self._error(exc, "opening") from exc
         local.pid, local.conn = pid, conn
@@ -237,31 +244,62 @@ class SQLiteJournal(Store):
     # -- group commit ------------------------------------------------------------
 
     def _write(self, ops: Sequence[Op], *, wait: bool = True) -> list[Any]:
+        """Add ``ops`` to the next transaction; unless ``wait`` is False, return once committed.
+
+        The first thread to find no commit in progress is the leader: it takes
+        everything pending and commits it in one transaction (outside the
+        mutex). Meanwhile others append and sleep on a lock of their own. The
+        leader wakes exactly the threads it committed for, then hands the lead
+        to the oldest waiting thread, if any, which commits what piled up. No
+        thread ever competes for a lock held across I/O, so none is starved.
+        """
         request = _Request(ops, wait)
-        with self._pending_lock:
+        with self._mutex:
             self._pending.append(request)
-        if not wait:
-            return []
-        with self._writer:
+            if not wait:
+                return []
+            lead = not self._committing
+            if lead:
+                self._committing = True
+                batch, self._pending = self._pending, []
+            else:
+                request.wake = wake = _allocate_lock()
+                wake.acquire()
+        if not lead:
+            request.wake.acquire()  # released by a leader: done, or our turn to lead
             if not request.done:
-                self._commit_pending()
+                with self._mutex:
+                    batch, self._pending = self._pending, []
+                lead = True
+        if lead:
+            self._lead(batch, request)
         if request.error is not None:
             raise request.error
         assert request.results is not None
         return request.results
 
+    def _lead(self, batch: list[_Request], me: _Request) -> None:
+        try:
+            self._commit(batch)
+        finally:
+            for request in batch:
+                if request.wake is not None and request is not me:
+                    request.wake.release()
+            with self._mutex:
+                for request in self._pending:
+                    if request.wake is not None:
+                        request.wake.release()  # the oldest waiter leads next
+                        break
+                else:
+                    self._committing = False
+
     def flush(self) -> None:
         """Commit every write accepted with ``wait=False``."""
         if self._pending:
-            with self._writer:
-                self._commit_pending()
+            self._write([])
 
-    def _commit_pending(self) -> None:
-        """Commit everything pending in one transaction (writer lock held)."""
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return
+    def _commit(self, batch: list[_Request]) -> None:
+        """Commit a batch in one transaction; set every request's outcome."""
         try:
             self._transaction(batch)
         except JournalError as exc:
@@ -513,17 +551,20 @@ class SQLiteJournal(Store):
         deleted: int = self._write([delete])[0]
         return deleted
 
-    def checkpoint(self) -> tuple[int, int]:
-        """Copy the WAL into the main file and truncate it; return (wal pages, pages copied).
+    def checkpoint(self, *, truncate: bool = True) -> tuple[int, int]:
+        """Copy the WAL into the main file; return (WAL pages, pages copied).
 
-        The WAL also checkpoints itself every 1000 pages; this keeps it bounded
-        when long readers made those partial.
+        A commit checkpoints by itself only past ``_AUTOCHECKPOINT`` pages (a
+        safety net): a checkpoint fsyncs, and one run inside a commit would
+        stall every thread waiting for that commit. The runner's keeper thread
+        instead calls this a few times a second (``truncate=False``, which runs
+        alongside writers) and truncates the WAL file every 30 s.
         """
-        with self._writer:
-            try:
-                _busy, wal, copied = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            except sqlite3.Error as exc:
-                raise self._error(exc, "checkpoint") from exc
+        mode = "TRUNCATE" if truncate else "PASSIVE"
+        try:
+            _busy, wal, copied = self._conn().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "checkpoint") from exc
         return int(wal), int(copied)
 
     def check(self, *, quick: bool = False) -> list[str]:
