@@ -180,13 +180,13 @@ class SQLiteJournal(Store):
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (a new one after fork or for a new thread)."""
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed")
         pid = os.getpid()
         local = self._local
         if getattr(local, "pid", None) == pid:
             conn: sqlite3.Connection = local.conn
             return conn
-        if self._closed:
-            raise JournalError(f"journal {self.path} is closed")
         try:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -218,11 +218,16 @@ class SQLiteJournal(Store):
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []
-        for _, conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+        me = threading.current_thread()
+        for thread, conn in conns:
+            # Another live thread may be inside a statement on its connection right
+            # now: closing it under that thread would crash the interpreter. It is
+            # refused from now on (_conn raises) and closed when its thread exits.
+            if thread is me or not thread.is_alive():
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
         self._local = threading.local()
 
     def _corrupt_message(self, detail: str) -> str:
