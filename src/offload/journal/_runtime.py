@@ -81,7 +81,7 @@ class Durable(Hook):
         self._backlog = True  # rows may be waiting to be claimed
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._last_error_log = 0.0
+        self._last_error_log: dict[str, float] = {}
 
     @classmethod
     def attach(cls, runner: Runner, journal: object) -> Durable:
@@ -377,8 +377,9 @@ class Durable(Hook):
     def _log_error(self, message: str, *args: object) -> None:
         self.errors += 1
         now = time.monotonic()
-        if now - self._last_error_log >= 1.0:  # a broken disk must not flood the log
-            self._last_error_log = now
+        # A broken disk must not flood the log: each kind of failure at most once a second.
+        if now - self._last_error_log.get(message, -2.0) >= 1.0:
+            self._last_error_log[message] = now
             runner_log.error(message + " (journal errors so far: %d)", *args, self.errors)
 
 
