@@ -248,7 +248,9 @@ def test_retry_after_an_abandoned_attempt_runs_and_the_late_return_is_recognised
         assert first_in_c.wait(WAIT)
         with logged("interrupting it") as interrupted:
             clock.advance(1)  # timeout: the interrupt waits for the C call
-            assert interrupted.wait(WAIT)  # the abandon timer is armed from now
+            assert interrupted.wait(WAIT)
+        with runner._lock:
+            pass  # the scheduler logs, then arms the abandon timer, all under this lock
         clock.advance(1)  # grace period over: abandoned; the retry runs on the replacement thread
         assert handle.result(timeout=WAIT) == "attempt 2 for req-7"  # the context was usable again
         assert handle.attempts == 2

@@ -53,6 +53,8 @@ class TaskOptions:
         concurrency: most attempts of this task running at once, or None.
         unique_key: function of the arguments giving the key under which at most
             one task is queued or running; None: not unique.
+        at_most_once: journal mode only: an attempt interrupted by the death of
+            its process is not run again (the task ends ``interrupted``).
     """
 
     name: str
@@ -76,6 +78,8 @@ class TaskOptions:
         """True if tasks with these options need per-task flow-control state."""
         return self.bind or self.unique_key is not None or self.rate_limit is not None or self.concurrency is not None
 
+    at_most_once: bool = False
+
     @classmethod
     def build(
         cls,
@@ -96,6 +100,7 @@ class TaskOptions:
         concurrency: int | None = None,
         unique: bool = False,
         unique_key: Callable[..., Any] | None = None,
+        at_most_once: bool = False,
     ) -> TaskOptions:
         """Validate every option and return the options; raise ``ConfigurationError``."""
         owner = f"task {name!r}"
@@ -119,6 +124,7 @@ class TaskOptions:
             rate_limit=parse_rate(owner, rate_limit),
             concurrency=None if concurrency is None else check.integer(owner, "concurrency", concurrency, minimum=1),
             unique_key=check_unique_key(owner, unique, unique_key),
+            at_most_once=check.flag(owner, "at_most_once", at_most_once),
         )
 
     def retry_delay(self, retry_number: int) -> float:
@@ -260,6 +266,7 @@ def task(
     concurrency: int | None = None,
     unique: bool = False,
     unique_key: Callable[..., Any] | None = None,
+    at_most_once: bool = False,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -283,6 +290,7 @@ def task(
     concurrency: int | None = None,
     unique: bool = False,
     unique_key: Callable[..., Any] | None = None,
+    at_most_once: bool = False,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Declare a background task, bare (``@task``) or with options (``@task(retries=3)``).
 
@@ -312,6 +320,8 @@ def task(
         unique: while a task with the same arguments is queued or running,
             enqueueing it again returns the existing handle.
         unique_key: like ``unique``, but the key is ``unique_key(*args, **kwargs)``.
+        at_most_once: journal mode: if the process dies while an attempt runs,
+            mark the task ``interrupted`` instead of running it again.
 
     Raises:
         ConfigurationError: an option is invalid (named in the message).
@@ -340,6 +350,7 @@ def task(
             concurrency=concurrency,
             unique=unique,
             unique_key=unique_key,
+            at_most_once=at_most_once,
         )
         declared = Task(func, options)
         _register(declared)
