@@ -43,5 +43,6 @@ def _offload_app() -> Iterator[None]:
     from offload.contrib.django.apps import configure_from_settings
 
     configure_from_settings()
+    backend.install_hooks()
     yield
     backend.shutdown_all(timeout=10)
