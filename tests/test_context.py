@@ -138,3 +138,21 @@ def test_a_running_task_asked_to_cancel_gets_no_retry(runner):
 def test_bind_must_be_a_flag():
     with pytest.raises(offload.ConfigurationError, match=r"task 'tests.context.bad_bind': bind must be True or False"):
         offload.task(name="tests.context.bad_bind", bind="yes")(lambda context: None)
+
+
+def test_drain_timeout_asks_running_tasks_to_stop(fake_clock):
+    runner = Runner(workers=1, clock=fake_clock, drain_timeout=5.0)
+    started = threading.Event()
+
+    @offload.task(name="tests.context.long_running", bind=True)
+    def long_running(context: TaskContext) -> str:
+        started.set()
+        assert context.cancelled.wait(WAIT)
+        return "stopped at shutdown"
+
+    handle = runner.submit(long_running)
+    assert started.wait(WAIT)
+    runner.shutdown(wait=False)
+    fake_clock.advance(5.0)  # the drain deadline passes with the task still running
+    assert handle.result(timeout=WAIT) == "stopped at shutdown"
+    runner.shutdown(wait=True)

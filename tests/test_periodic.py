@@ -240,6 +240,7 @@ def test_bad_schedules(schedule, message):
     with pytest.raises(ConfigurationError, match=r"task 'tests.periodic.bad': " + message):
         offload.periodic(name="tests.periodic.bad", **schedule)(lambda: None)
     assert "tests.periodic.bad" not in offload.periodic_tasks()
+    assert "tests.periodic.bad" not in offload.registered_tasks()  # nothing half-declared
 
 
 def test_a_periodic_task_may_not_require_arguments():
@@ -248,6 +249,21 @@ def test_a_periodic_task_may_not_require_arguments():
 
     with pytest.raises(ConfigurationError, match="called without arguments, but it requires account_id"):
         offload.periodic(every=60, name="tests.periodic.args")(needs)
+
+    def takes_context_only(context, verbose=False) -> None:
+        pass
+
+    assert offload.periodic(every=60, name="tests.periodic.ctx")(takes_context_only).options.bind
+
+
+def test_periodic_must_decorate_a_function():
+    with pytest.raises(ConfigurationError, match="@periodic must decorate a function"):
+        offload.periodic(every=60)(42)
+
+
+def test_start_checks_its_flag(runner):
+    with pytest.raises(ConfigurationError, match=r"Runner\.start\(\): periodic must be True or False"):
+        runner.start(periodic="yes")
 
 
 def test_task_options_on_both_decorators_are_refused():

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import _validate as check
 from ._errors import ConfigurationError, EnqueueError
+from ._flow import takes_context
 from ._log import runner_log
-from ._task import Task, task
+from ._task import Task, callable_name, task
 
 if TYPE_CHECKING:
     from ._runner import Runner
@@ -134,13 +135,24 @@ def periodic(
     """
 
     def declare(func: Callable[..., Any]) -> Task[Any, Any]:
+        if isinstance(func, Task):
+            if task_options:
+                raise ConfigurationError(
+                    f"task {func.name!r}: give task options to @periodic or to @task, not to both "
+                    f"(got {', '.join(sorted(task_options))})"
+                )
+            name, fn_, bind = func.name, func.fn, func.options.bind
+        elif callable(func):
+            name = task_options.get("name") or callable_name(func)
+            fn_, bind = func, bool(task_options.get("bind")) or takes_context(func)
+        else:
+            raise ConfigurationError(f"@periodic must decorate a function, got {func!r}")
+        # The schedule is checked before the task is declared: a bad one registers nothing.
+        owner = f"task {name!r}"
+        when = check_schedule(owner, every=every, cron=cron, tz=tz, missed=missed)
+        _check_no_arguments(owner, fn_, bind)
         declared = func if isinstance(func, Task) else task(**task_options)(func)
-        if isinstance(func, Task) and task_options:
-            raise ConfigurationError(
-                f"task {func.name!r}: give task options to @periodic or to @task, not to both "
-                f"(got {', '.join(sorted(task_options))})"
-            )
-        schedule = build_schedule(declared, every=every, cron=cron, tz=tz, missed=missed)
+        schedule = Schedule(declared, *when)
         with _lock:
             _schedules[declared.name] = schedule
             beat = _beat
@@ -153,27 +165,26 @@ def periodic(
     return declare
 
 
-def build_schedule(declared: Task[Any, Any], *, every: Any, cron: Any, tz: Any, missed: Any) -> Schedule:
-    owner = f"task {declared.name!r}"
+def check_schedule(owner: str, *, every: Any, cron: Any, tz: Any, missed: Any) -> tuple[Any, ...]:
+    """Validate a schedule; return ``(every, cron, tz, missed)`` for :class:`Schedule`."""
     if (every is None) == (cron is None):
         raise ConfigurationError(f"{owner}: @periodic needs exactly one of every= or cron=")
     missed = check.choice(owner, "missed", missed, MISSED)
-    _check_no_arguments(owner, declared)
     if every is not None:
         if tz is not None:
             raise ConfigurationError(f"{owner}: tz applies to cron= only; every= ticks are counted from the epoch")
-        return Schedule(declared, check.seconds(owner, "every", every, zero_ok=False), None, timezone.utc, missed)
-    return Schedule(declared, None, _check_cron(owner, cron), _zone(owner, tz), missed)
+        return check.seconds(owner, "every", every, zero_ok=False), None, timezone.utc, missed
+    return None, _check_cron(owner, cron), _zone(owner, tz), missed
 
 
-def _check_no_arguments(owner: str, declared: Task[Any, Any]) -> None:
+def _check_no_arguments(owner: str, fn: Callable[..., Any], bind: bool) -> None:
     import inspect
 
     try:
-        parameters = list(inspect.signature(declared.fn).parameters.values())
+        parameters = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return
-    if declared.options.bind and parameters:
+    if bind and parameters:
         parameters = parameters[1:]
     required = [
         p.name
