@@ -288,3 +288,26 @@ def test_tick_claims_are_exclusive(tmp_path: Path):
     assert not claims.claim("x", 50.0)
     assert claims.claim("x", 160.0)
     assert claims.last("x") == 160.0
+
+
+def test_unique_periodic_task_does_not_overlap(runner, clock, tmp_path):
+    import threading
+
+    gate = threading.Event()
+    started: queue.Queue[float] = queue.Queue()
+
+    @offload.periodic(every=60, name="tests.periodic.unique", unique=True)
+    def slow() -> None:
+        started.put(clock.time())
+        assert gate.wait(WAIT)
+
+    runner.start(state_dir=tmp_path)
+    step(clock, 60)
+    assert started.get(timeout=WAIT) == START + 60
+    step(clock, 60)  # the first run is still going: this tick gets its handle
+    assert runner.stats().submitted == 1
+    gate.set()
+    assert runner.join(WAIT)
+    step(clock, 60)
+    assert started.get(timeout=WAIT) == START + 180
+    assert runner.stats().submitted == 2

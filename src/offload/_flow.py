@@ -199,9 +199,13 @@ def attempt_ended_locked(runner: Runner, handle: TaskHandle) -> None:
 
 
 def retired_locked(runner: Runner, handle: TaskHandle) -> None:
+    """The task finished: leave the unique index, let go of the flow state."""
     flow: Flow = handle._flow
     if flow.key is not None and runner._flow_state.unique.get(flow.key) is handle:
         del runner._flow_state.unique[flow.key]
+    if flow.expires_at is not None and handle.state is not State.EXPIRED:
+        runner._stale_timers += 1  # its expiry timer will never matter: let compaction drop it
+    handle._flow = None  # the history keeps outcomes only (the context stays valid for its holders)
 
 
 def request_cancel_locked(handle: TaskHandle) -> None:
