@@ -213,3 +213,21 @@ def test_rate_parsing():
 def test_bad_limits(options, message):
     with pytest.raises(ConfigurationError, match=r"task 'tests.limits.bad': " + message):
         offload.task(name="tests.limits.bad", **options)(lambda: None)
+
+
+def test_a_parked_task_expires(runner, fake_clock):
+    from offload.testing import use_runner
+
+    task, ran = recorder("tests.limits.expire", rate_limit="1/m")
+    with use_runner(runner):
+        first = task.apply_async(args=(0,))
+        assert first.wait(WAIT)
+        parked = task.apply_async(args=(1,), expires=30)
+        after = task.apply_async(args=(2,))
+        fake_clock.advance(30)
+        with pytest.raises(offload.TaskExpiredError):
+            parked.result(timeout=WAIT)
+        fake_clock.advance(30)
+        assert after.result(timeout=WAIT) == 2
+    assert drain(ran) == [0, 2]
+    assert runner.stats().expired == 1

@@ -231,6 +231,7 @@ def test_cron_without_croniter_names_the_extra(monkeypatch):
         ({"cron": 5}, "cron must be a valid cron expression"),
         ({"cron": "* * * * *", "tz": "Mars/Olympus"}, "tz must be a time zone name"),
         ({"cron": "* * * * *", "tz": 2}, "tz must be a time zone name"),
+        ({"cron": "* * * * *", "tz": "Europe"}, "tz must be a time zone name"),
         ({"every": 60, "tz": "UTC"}, "tz applies to cron= only"),
         ({"every": 60, "missed": "all"}, "missed must be one of 'skip', 'run_once'"),
         ({"every": 60, "retries": -1}, "retries must be >= 0"),

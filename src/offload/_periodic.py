@@ -219,7 +219,7 @@ def _zone(owner: str, tz: Any) -> tzinfo:
 
         try:
             return ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
             pass
     raise ConfigurationError(f"{owner}: tz must be a time zone name like 'Europe/Paris' or a tzinfo, got {tz!r}")
 
