@@ -312,3 +312,17 @@ def test_unique_periodic_task_does_not_overlap(runner, clock, tmp_path):
     step(clock, 60)
     assert started.get(timeout=WAIT) == START + 180
     assert runner.stats().submitted == 2
+
+
+def test_offload_start_runs_the_beat_on_the_default_runner(tmp_path):
+    @offload.periodic(every=3600, name="tests.periodic.default")
+    def hourly() -> None:
+        pass
+
+    runner = offload.start(state_dir=tmp_path)
+    assert runner is offload.default_runner()
+    beat = _periodic.current_beat()
+    assert beat is not None and beat.runner is runner and beat.thread.is_alive()
+    offload.shutdown()
+    assert _periodic.current_beat() is None
+    assert not beat.thread.is_alive()

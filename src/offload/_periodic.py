@@ -399,11 +399,11 @@ def start_beat(runner: Runner, state_dir: str | os.PathLike[str] | None) -> Beat
             return _beat if _beat.runner is runner else None
         if not _schedules:
             return None
-        directory = Path(state_dir) if state_dir is not None else default_state_dir()
         try:
+            directory = Path(state_dir) if state_dir is not None else default_state_dir()
             claims = TickClaims(directory)
-        except OSError as exc:
-            raise ConfigurationError(f"Runner.start(): cannot use state_dir {str(directory)!r}: {exc}") from exc
+        except OSError as exc:  # not creatable, not a directory, or no working directory
+            raise ConfigurationError(f"Runner.start(): cannot use state_dir {state_dir!r}: {exc}") from exc
         beat = _beat = Beat(runner, claims)
     beat.start()
     runner_log.info(
