@@ -185,22 +185,28 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
 # -- W1: no-op throughput -------------------------------------------------------
 
 
+def burst(contender: type[ThreadPerTask] | type[Executor] | type[Offload], n: int, workers: int) -> tuple[float, float]:
+    """Submit ``n`` no-ops at once, then wait for all: (seconds submitting, seconds in all)."""
+    settle()
+    pool = contender.open(workers, n)
+    submit = pool.submit
+    t0 = perf_counter()
+    for _ in range(n):
+        submit(noop)
+    submitted = perf_counter()
+    pool.wait_all()
+    finished = perf_counter()
+    pool.close()
+    return submitted - t0, finished - t0
+
+
 def w1_throughput(report: Report, quick: bool) -> None:
     n, workers, reps = (5_000, 8, 2) if quick else (20_000, 8, 3)
     log(f"W1: {n:,} no-op tasks, {workers} workers, best of {reps}")
     best: dict[str, float] = {}
     for rep in range(reps):
         for contender in CONTENDERS:
-            settle()
-            pool = contender.open(workers, n)
-            submit = pool.submit
-            t0 = perf_counter()
-            for _ in range(n):
-                submit(noop)
-            pool.wait_all()
-            elapsed = perf_counter() - t0
-            pool.close()
-            rate = n / elapsed
+            rate = n / burst(contender, n, workers)[1]
             best[contender.label] = max(best.get(contender.label, 0.0), rate)
             log(f"  rep {rep + 1} {contender.label:<20} {rate:12,.0f} tasks/s")
     ratio = best[OFFLOAD] / best[TPE]
@@ -226,16 +232,7 @@ def w2_enqueue(report: Report, quick: bool) -> None:
     samples: dict[str, list[float]] = {c.label: [] for c in CONTENDERS}
     for rep in range(reps):
         for contender in CONTENDERS:
-            settle()
-            pool = contender.open(workers, n)
-            submit = pool.submit
-            t0 = perf_counter()
-            for _ in range(n):
-                submit(noop)
-            elapsed = perf_counter() - t0
-            pool.wait_all()
-            pool.close()
-            us = elapsed / n * 1e6
+            us = burst(contender, n, workers)[0] / n * 1e6
             samples[contender.label].append(us)
             log(f"  rep {rep + 1} {contender.label:<20} {us:8.2f} us/submit")
     median = {label: statistics.median(values) for label, values in samples.items()}

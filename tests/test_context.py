@@ -156,3 +156,25 @@ def test_drain_timeout_asks_running_tasks_to_stop(fake_clock):
     fake_clock.advance(5.0)  # the drain deadline passes with the task still running
     assert handle.result(timeout=WAIT) == "stopped at shutdown"
     runner.shutdown(wait=True)
+
+
+def test_the_context_is_not_one_of_the_recorded_arguments(runner):
+    from offload.dashboard import LiveSource
+
+    seen: queue.Queue[tuple[str | None, int, int]] = queue.Queue()
+
+    @offload.task(name="tests.context.retried_from_dashboard", bind=True)
+    def fails_once(context: TaskContext, value: int) -> int:
+        seen.put((context.id, context.attempt, value))
+        if seen.qsize() == 1:
+            raise ValueError("first time")
+        return value
+
+    failed = runner.submit(fails_once, 5)
+    with pytest.raises(ValueError, match="first time"):
+        failed.result(timeout=WAIT)
+    assert failed._args == (5,)  # what the caller passed, no context
+    new_id = LiveSource(runner).retry(failed.id)
+    assert runner.get(new_id).result(timeout=WAIT) == 5
+    assert seen.get(timeout=WAIT) == (failed.id, 1, 5)
+    assert seen.get(timeout=WAIT) == (new_id, 1, 5)  # a fresh context for the new task

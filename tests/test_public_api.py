@@ -10,6 +10,7 @@ def test_all_is_pinned():
         [
             "ALL_COMPLETED",
             "EVENTS",
+            "Attempt",
             "FIRST_COMPLETED",
             "FIRST_EXCEPTION",
             "Clock",
@@ -23,6 +24,7 @@ def test_all_is_pinned():
             "JournalWriteError",
             "OffloadError",
             "PayloadError",
+            "PayloadWarning",
             "QueueFullError",
             "RetriesExhaustedError",
             "Retry",
@@ -83,6 +85,7 @@ def test_error_tree():
 
 def test_states():
     assert [s.value for s in offload.State] == [
+        "pending",
         "queued",
         "scheduled",
         "running",

@@ -176,7 +176,7 @@ def test_retry_without_retries_left_fails_with_exhausted(runner):
     with pytest.raises(RetriesExhaustedError, match="no retries left") as caught:
         handle.result(timeout=WAIT)
     assert caught.value.__cause__ is cause
-    assert handle.error is not None and handle.error.type == "offload._errors.RetriesExhaustedError"
+    assert handle.error is not None and handle.error.type == "offload.RetriesExhaustedError"
 
 
 def test_cancel_while_waiting_for_a_retry(runner, clock, watch):

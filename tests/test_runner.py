@@ -80,6 +80,22 @@ def test_task_exception_is_reraised_unchanged_and_recorded(make_runner):
     assert handle.error.message == "'missing'"
     assert "in boom" in handle.error.traceback
     assert "raise error" in handle.error.traceback
+    # The record starts at the task's own frame: offload's worker frame is not in it.
+    assert handle.error.traceback.splitlines()[1].endswith("in boom")
+    assert "_workers.py" not in handle.error.traceback
+
+
+def test_offload_errors_are_recorded_under_their_public_name(make_runner):
+    runner = make_runner(workers=1)
+
+    def refuse() -> None:
+        raise offload.QueueFullError("downstream queue is full")
+
+    handle = runner.submit(refuse)
+    assert isinstance(handle.exception(timeout=WAIT), offload.QueueFullError)
+    assert handle.error is not None and handle.error.type == "offload.QueueFullError"
+    assert "offload.QueueFullError: downstream queue is full" in handle.error.traceback
+    assert offload.TaskCancelledError.__module__ == "offload"
 
 
 def test_failure_is_logged_with_traceback(make_runner, caplog):
@@ -479,6 +495,20 @@ def test_shutdown_without_wait_finishes_in_background(make_runner):
     gate.release.set()
     assert runner._closed_event.wait(WAIT)
     assert handle.state is State.SUCCEEDED
+
+
+def test_shutdown_wait_after_shutdown_without_wait_returns_after_the_drain_thread(make_runner):
+    runner = make_runner(workers=1)
+    gate = Gate()
+    runner.submit(gate.task)
+    gate.wait_started()
+    runner.shutdown(wait=False)
+    drainer = runner._drainer
+    assert drainer is not None and drainer.is_alive()
+    gate.release.set()
+    runner.shutdown(wait=True)  # the second call waits for the first one's drain thread
+    assert not drainer.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith(runner.name + "-")]
 
 
 def test_context_manager_shuts_down(clock):

@@ -538,3 +538,63 @@ def test_fork_child_gets_a_fresh_default_runner_and_the_parent_is_unaffected(tmp
     assert report["queued"] is True
     assert report["after"][0] is True
     assert report["submitted"] == 3
+
+
+def test_fork_while_another_thread_holds_offloads_locks(tmp_path: Path) -> None:
+    """Locks held by a thread that does not exist in the child are replaced, not inherited locked."""
+    result = run_child(
+        tmp_path,
+        """
+        import json
+        import os
+
+        from offload import _default, _hooks, _payload, _task
+
+        locks = [_default._lock, _hooks._global_lock, _payload._verdicts_lock, _task._registry_lock]
+        held = threading.Event()
+        release = threading.Event()
+
+        def hold_every_lock():
+            for lock in locks:
+                lock.acquire()
+            held.set()
+            assert release.wait(20)
+            for lock in reversed(locks):
+                lock.release()
+
+        holder = threading.Thread(target=hold_every_lock)
+        holder.start()
+        assert held.wait(10)
+        sys.stdout.flush()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the holder thread does not exist here
+            os.close(read_end)
+            try:
+                offload.on("after_success")(lambda handle: None)  # hooks' global lock
+                offload.configure(workers=2)  # the default runner's lock
+
+                @offload.task(name="child.job")  # the registry's lock
+                def job(value):
+                    return type(value).__name__
+
+                class Point:  # a type never seen: its payload verdict is computed under a lock
+                    pass
+
+                report = {"result": job.delay(Point()).result(timeout=10)}
+            except BaseException as exc:
+                report = {"error": repr(exc)}
+            with os.fdopen(write_end, "w") as pipe:
+                json.dump(report, pipe)
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            child = json.load(pipe)
+        os.waitpid(pid, 0)
+        release.set()
+        holder.join(10)
+        say(json.dumps(child))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json_line(result.stdout) == {"result": "Point"}

@@ -757,3 +757,49 @@ def test_real_werkzeug_local_proxy_rejected(runner: offload.Runner) -> None:
         notify.delay(user=proxy)
     assert_message(info, "'tests.validation.notify'", "kwargs['user']", "LocalProxy")
     assert runner.stats().submitted == 0
+
+
+# -- database rows: passed with a warning in memory mode ------------------------------------
+
+
+class Model:
+    __module__ = "django.db.models.base"
+    __qualname__ = "Model"
+    pk = 42
+
+
+class Order(Model):
+    __module__ = "shop.models"
+    __qualname__ = "Order"
+
+
+class QuerySet:
+    __module__ = "django.db.models.query"
+    __qualname__ = "QuerySet"
+
+
+STALE_PRONE = [
+    pytest.param(Order, "Django model instance", "order.pk", id="model"),
+    pytest.param(QuerySet, "Django QuerySet", "primary keys", id="queryset"),
+]
+
+
+@pytest.mark.parametrize(("make", "what", "fix"), STALE_PRONE)
+@pytest.mark.parametrize(("call", "task_name", "where"), ENTRY_POINTS)
+def test_database_rows_pass_with_a_warning_at_the_callers_line(
+    runner: offload.Runner,
+    make: Callable[[], object],
+    what: str,
+    fix: str,
+    call: Callable[[offload.Runner, object], object],
+    task_name: Callable[[], str],
+    where: str,
+) -> None:
+    with pytest.warns(offload.PayloadWarning) as caught:
+        call(runner, make())
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    for part in (task_name(), where, what, fix):
+        assert part in message, (part, message)
+    assert caught[0].filename == __file__, "the warning points at the line that enqueued"
+    assert runner.stats().submitted == 1, "in memory mode the task is accepted"

@@ -24,13 +24,14 @@ from ._errors import (
     JournalWriteError,
     OffloadError,
     PayloadError,
+    PayloadWarning,
     QueueFullError,
     RetriesExhaustedError,
     Retry,
     RunnerClosedError,
     TaskTimeoutError,
 )
-from ._handle import ErrorInfo, State, TaskCancelledError, TaskExpiredError, TaskHandle
+from ._handle import Attempt, ErrorInfo, State, TaskCancelledError, TaskExpiredError, TaskHandle
 from ._hooks import EVENTS, Hook, off, on
 from ._periodic import periodic, periodic_tasks
 from ._runner import Runner
@@ -47,6 +48,7 @@ __all__ = [
     "EVENTS",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
+    "Attempt",
     "Clock",
     "ConfigurationError",
     "DoneAndNotDone",
@@ -58,6 +60,7 @@ __all__ = [
     "JournalWriteError",
     "OffloadError",
     "PayloadError",
+    "PayloadWarning",
     "QueueFullError",
     "RetriesExhaustedError",
     "Retry",

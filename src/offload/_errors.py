@@ -68,6 +68,11 @@ class JournalCorruptError(JournalError):
     """The journal file is damaged and was refused."""
 
 
+class PayloadWarning(UserWarning):
+    """An argument works in memory mode but is a likely mistake (a database row
+    passed where its primary key belongs); a journal would refuse it."""
+
+
 class Retry(Exception):  # noqa: N818 - flow control, named like Celery's and Dramatiq's
     """Raise inside a task to ask for another attempt.
 
@@ -94,3 +99,24 @@ class Retry(Exception):  # noqa: N818 - flow control, named like Celery's and Dr
         when = "with the task's backoff" if self.delay is None else f"in {self.delay:g}s"
         cause = f" after {type(self.exc).__name__}: {self.exc}" if self.exc is not None else ""
         return f"retry requested {when}{cause}"
+
+
+# Public under ``offload``: tracebacks, logs and error records say ``offload.TaskTimeoutError``,
+# the name users import and catch, not this private module's.
+for _cls in (
+    OffloadError,
+    ConfigurationError,
+    EnqueueError,
+    PayloadError,
+    QueueFullError,
+    RunnerClosedError,
+    TaskTimeoutError,
+    RetriesExhaustedError,
+    JournalError,
+    JournalWriteError,
+    JournalCorruptError,
+    Retry,
+    PayloadWarning,
+):
+    _cls.__module__ = "offload"
+del _cls

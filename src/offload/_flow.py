@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _validate as check
@@ -114,7 +115,11 @@ def attach(
     flow = handle._flow = Flow()
     if options.bind:
         flow.context = TaskContext(handle, handle.name, options.retries)
-        handle._args = (flow.context, *handle._args)
+        # Bound into the function, not prepended to the arguments: ``_args`` stays
+        # what the caller passed (shown by the dashboard, reused by a retry from it).
+        fn = handle._fn
+        assert fn is not None
+        handle._fn = partial(fn, flow.context)
     if options.unique_key is not None:
         flow.key = unique_key(handle, options)
     if expires is not None:
@@ -123,9 +128,8 @@ def attach(
 
 
 def unique_key(handle: TaskHandle, options: TaskOptions) -> Any:
-    args = handle._args[1:] if options.bind else handle._args
     try:
-        key = options.unique_key(*args, **handle._kwargs)  # type: ignore[misc]
+        key = options.unique_key(*handle._args, **handle._kwargs)  # type: ignore[misc]
     except Exception as exc:
         raise EnqueueError(
             f"task {handle.name!r}: unique_key raised {type(exc).__name__}: {exc}; nothing was queued"
@@ -203,6 +207,8 @@ def retired_locked(runner: Runner, handle: TaskHandle) -> None:
     flow: Flow = handle._flow
     if flow.key is not None and runner._flow_state.unique.get(flow.key) is handle:
         del runner._flow_state.unique[flow.key]
+    if flow.context is not None and isinstance(handle._fn, partial):
+        handle._fn = handle._fn.func  # kept (a failed task): its own function; a retry gets a new context
     if flow.expires_at is not None and handle.state is not State.EXPIRED:
         runner._stale_timers += 1  # its expiry timer will never matter: let compaction drop it
     handle._flow = None  # the history keeps outcomes only (the context stays valid for its holders)

@@ -3,7 +3,8 @@
 One object per task on purpose: the handle is also the queue entry the workers
 run, so an enqueue allocates one object, not three. Once the task finishes the
 handle lets go of the function, its arguments and its context, so a handle kept
-in the bounded history holds only its outcome.
+in the bounded history holds only its outcome (a failed task keeps its function
+and arguments, so that it can be inspected and retried).
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ class State(str, enum.Enum):
 
     ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``, with ``SCHEDULED`` (waiting for its
     ``countdown``/``eta``), ``RETRYING`` (an attempt failed, the next one waits for
-    its backoff), ``CANCELLED`` (cancelled before it started, or dropped at
-    shutdown) and ``EXPIRED`` (not started before its ``expires`` time, so never
-    run). The value is the lower-case name, handy in JSON and logs.
+    its backoff), ``PENDING`` (enqueued inside a database transaction, queued when
+    it commits; see the Django integration), ``CANCELLED`` (cancelled before it
+    started, dropped at shutdown, or its transaction rolled back) and ``EXPIRED``
+    (not started before its ``expires`` time, so never run). The value is the
+    lower-case name, handy in JSON and logs.
     """
 
+    PENDING = "pending"
     QUEUED = "queued"
     SCHEDULED = "scheduled"
     RUNNING = "running"
@@ -67,6 +71,10 @@ class TaskExpiredError(TaskCancelledError):
     """
 
 
+# Their public names, as for the errors in _errors.py.
+TaskCancelledError.__module__ = TaskExpiredError.__module__ = "offload"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """What is recorded about an exception: text only, never the object or its frames.
@@ -81,6 +89,31 @@ class ErrorInfo:
     message: str
     traceback: str
 
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What is recorded about one attempt of a task, for monitoring.
+
+    Attributes:
+        number: the attempt's number, from 1.
+        started_at: wall-clock start (seconds since the epoch).
+        finished_at: wall-clock end.
+        duration: seconds the attempt ran (monotonic clock).
+        outcome: ``"succeeded"``, ``"retrying"`` (failed, another attempt follows)
+            or ``"failed"`` (failed, no attempt follows).
+        error: the exception it raised, or ``None``.
+    """
+
+    number: int
+    started_at: float
+    finished_at: float
+    duration: float
+    outcome: str
+    error: ErrorInfo | None
+
+
+#: Attempts kept per handle: the first one and the most recent ones.
+MAX_ATTEMPT_RECORDS = 20
 
 # Waiters and callbacks registered on handles that have no runner lock to use.
 _DETACHED_LOCK = threading.Lock()
@@ -98,6 +131,7 @@ class TaskHandle:
         "__weakref__",
         "_args",
         "_attempt_done",
+        "_attempt_log",
         "_callbacks",
         "_ctx",
         "_event",
@@ -177,6 +211,7 @@ class TaskHandle:
         self._callbacks: list[Callable[[TaskHandle], object]] | None = None
         self._thread_ident: int | None = None
         self._attempt_done = True
+        self._attempt_log: list[tuple[int, float, float, str, ErrorInfo | None]] | None = None
         self._interrupted = 0  # see _timers.py: NOT_INTERRUPTED, INTERRUPTED, ABANDONED
         self._flow: Any = None  # a _flow.Flow for tasks with context, limits, uniqueness or expiry
 
@@ -201,6 +236,31 @@ class TaskHandle:
     def created(self) -> datetime:
         """When the task was accepted, as an aware UTC datetime."""
         return datetime.fromtimestamp(self.created_at, timezone.utc)
+
+    @property
+    def attempt_records(self) -> tuple[Attempt, ...]:
+        """The recorded attempts, oldest first: the first and the most recent ones.
+
+        At most ``MAX_ATTEMPT_RECORDS`` are kept (``attempts`` still counts them all).
+        """
+        log = self._attempt_log
+        if not log:
+            return ()
+        return tuple(
+            Attempt(number, finished_at - duration, finished_at, duration, outcome, error)
+            for number, finished_at, duration, outcome, error in list(log)
+        )
+
+    def _record_attempt(self, finished_at: float, duration: float, outcome: str, error: ErrorInfo | None) -> None:
+        """Append this attempt's record (runner lock held); cheap: one tuple."""
+        entry = (self.attempts, finished_at, duration, outcome, error)
+        log = self._attempt_log
+        if log is None:
+            self._attempt_log = [entry]
+            return
+        log.append(entry)
+        if len(log) > MAX_ATTEMPT_RECORDS:
+            del log[1]  # keep the first attempt: it shows how the trouble began
 
     # -- waiting ----------------------------------------------------------
 
@@ -261,8 +321,8 @@ class TaskHandle:
     def cancel(self) -> bool:
         """Cancel the task unless an attempt is running or it has finished.
 
-        A task can be cancelled while queued, scheduled, or waiting between two
-        attempts for its retry. A running attempt is never interrupted; instead
+        A task can be cancelled while pending, queued, scheduled, or waiting between
+        two attempts for its retry. A running attempt is never interrupted; instead
         its ``context.cancelled`` event is set (tasks declared with ``bind=True``
         or a ``context`` parameter can check it and stop early), and it gets no
         further retries.

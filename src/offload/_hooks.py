@@ -30,6 +30,7 @@ EVENTS = (
     "after_failure",
     "after_retry_scheduled",
     "on_shutdown",
+    "on_thread_exit",
 )
 _REVERSED = frozenset(e for e in EVENTS if not e.startswith("before_"))
 
@@ -62,6 +63,12 @@ class Hook:
 
     def on_shutdown(self, runner: Runner) -> None:
         """The runner finished shutting down."""
+
+    def on_thread_exit(self, runner: Runner) -> None:
+        """A worker thread is about to exit (idle, shutdown or abandoned), in that thread.
+
+        The place to release what a thread holds, like Django's database connections.
+        """
 
 
 def check_event(event: str) -> str:
@@ -151,6 +158,7 @@ class HookSet:
     after_failure: tuple[Callable[..., Any], ...] = ()
     after_retry_scheduled: tuple[Callable[..., Any], ...] = ()
     on_shutdown: tuple[Callable[..., Any], ...] = ()
+    on_thread_exit: tuple[Callable[..., Any], ...] = ()
 
     def __init__(self, hooks: object = ()) -> None:
         if not isinstance(hooks, (list, tuple)):

@@ -7,14 +7,22 @@ response is sent, which is exactly when a background task runs. They are
 recognised by class name along the type's MRO, so neither Django nor Flask is
 imported, and the verdict is cached per type, so the check costs one dict
 lookup per argument on the hot path.
+
+Database rows (a Django model instance or queryset) are not bound to the request,
+but a copy taken at enqueue is stale by the time the task runs, and the usual
+mistake is passing ``request.user``'s row where its primary key belongs. In
+memory mode they pass with a :class:`~offload.PayloadWarning` (turn it into an
+error with a warnings filter); a runner that stores arguments (a journal)
+accepts only JSON and refuses them outright.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any
 
-from ._errors import PayloadError
+from ._errors import PayloadError, PayloadWarning
 
 # (module, qualname) of a class along the MRO -> (what it is, how to fix it)
 _REQUEST_BOUND: dict[tuple[str, str], tuple[str, str]] = {
@@ -40,20 +48,37 @@ _REQUEST_BOUND: dict[tuple[str, str], tuple[str, str]] = {
     ),
 }
 
+# Passed with a warning: (what it is, how to fix it).
+_STALE_PRONE: dict[tuple[str, str], tuple[str, str]] = {
+    ("django.db.models.base", "Model"): (
+        "a Django model instance",
+        "pass its primary key (e.g. order.pk) and load the row in the task, so it sees current data",
+    ),
+    ("django.db.models.query", "QuerySet"): (
+        "a Django QuerySet",
+        "pass the primary keys or the filter values and build the queryset in the task",
+    ),
+}
+_WARN = "warn"
+
 # Types seen before: None means "fine", otherwise the problem. Plain types are
 # pre-seeded. Bounded: classes made on the fly cannot grow it without limit.
-_verdicts: dict[type, tuple[str, str] | None] = dict.fromkeys(
+_verdicts: dict[type, tuple[str, str, str] | None] = dict.fromkeys(
     (int, float, str, bytes, bool, type(None), list, tuple, dict, set, frozenset, complex, bytearray)
 )
 _MAX_VERDICTS = 4096
 _verdicts_lock = threading.Lock()
 
 
-def _classify(cls: type) -> tuple[str, str] | None:
+def _classify(cls: type) -> tuple[str, str, str] | None:
     verdict = None
     for base in cls.__mro__:
-        verdict = _REQUEST_BOUND.get((base.__module__, base.__qualname__))
-        if verdict is not None:
+        key = (base.__module__, base.__qualname__)
+        if key in _REQUEST_BOUND:
+            verdict = (*_REQUEST_BOUND[key], "raise")
+            break
+        if key in _STALE_PRONE:
+            verdict = (*_STALE_PRONE[key], _WARN)
             break
     with _verdicts_lock:
         if len(_verdicts) >= _MAX_VERDICTS:
@@ -62,7 +87,7 @@ def _classify(cls: type) -> tuple[str, str] | None:
     return verdict
 
 
-def _problem(value: Any) -> tuple[str, str] | None:
+def _problem(value: Any) -> tuple[str, str, str] | None:
     cls = type(value)  # type(), not value.__class__: a LocalProxy lies about __class__
     try:
         return _verdicts[cls]
@@ -75,18 +100,23 @@ def check_request_bound(task_name: str, args: tuple[Any, ...], kwargs: dict[str,
     verdicts = _verdicts
     for value in args:
         if type(value) not in verdicts or verdicts[type(value)] is not None:
-            _raise_if_bound(task_name, args, kwargs)
+            return _raise_if_bound(task_name, args, kwargs)  # looks at every argument
     for value in kwargs.values():
         if type(value) not in verdicts or verdicts[type(value)] is not None:
-            _raise_if_bound(task_name, args, kwargs)
+            return _raise_if_bound(task_name, args, kwargs)
+    return None
 
 
 def _raise_if_bound(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     places = [(f"args[{i}]", v) for i, v in enumerate(args)] + [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
     for where, value in places:
         problem = _problem(value)
-        if problem is not None:
-            what, fix = problem
+        if problem is not None and problem[2] == _WARN:
+            what, fix, _ = problem
+            # stacklevel 5: the caller of submit()/delay()/apply_async()
+            warnings.warn(f"task {task_name!r}: argument {where} is {what}; {fix}", PayloadWarning, stacklevel=5)
+        elif problem is not None:
+            what, fix, _ = problem
             raise PayloadError(
                 f"task {task_name!r}: argument {where} is {what}, which is only valid during the request "
                 f"that created it and would be stale or broken when the task runs; {fix}"

@@ -25,17 +25,20 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextvars import copy_context
 from datetime import datetime
+from functools import partial
 from queue import SimpleQueue
 from typing import Any
 
+from . import _deferral
 from . import _validate as check
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RunnerSettings
-from ._errors import ConfigurationError, PayloadError, QueueFullError, RunnerClosedError
+from ._errors import ConfigurationError, EnqueueError, PayloadError, QueueFullError, RunnerClosedError
 from ._flow import FlowState, admit_locked, attach, duplicate_locked, request_cancel_locked, retired_locked
 from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
 from ._ids import new_task_id
+from ._log import runner_log
 from ._payload import check_request_bound
 from ._periodic import start_beat, stop_beat
 from ._ready import ReadyQueue
@@ -52,6 +55,7 @@ from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
 from ._timers import TIMER_RUN, push_timer
 from ._workers import run_eagerly, worker_local, worker_loop
 
+_PENDING = State.PENDING
 _QUEUED = State.QUEUED
 _SCHEDULED = State.SCHEDULED
 _CANCELLED = State.CANCELLED
@@ -166,7 +170,7 @@ class Runner:
         self._idle = 0
         self._blocked = 0
         self._joiners = 0
-        self._n_queued = self._n_scheduled = self._n_retrying = self._n_running = 0
+        self._n_queued = self._n_scheduled = self._n_retrying = self._n_running = self._n_pending = 0
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
         self._retries = self._failed_attempts = 0
         self._abandoned = self._abandoned_alive = 0
@@ -177,6 +181,7 @@ class Runner:
         self._history: OrderedDict[str, TaskHandle] = OrderedDict()
         self._drain_deadline = 0.0
         self._closed_event = threading.Event()
+        self._drainer: threading.Thread | None = None
         self._flow_state = FlowState()
 
     def __repr__(self) -> str:
@@ -252,6 +257,7 @@ class Runner:
         priority: int | None = None,
         name: str | None = None,
         expires: float | datetime | None = None,
+        task_id: str | None = None,
     ) -> TaskHandle:
         if isinstance(target, Task):
             options = target.options
@@ -271,7 +277,17 @@ class Runner:
         else:
             check.integer(f"task {name!r}", "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX)
         handle = TaskHandle(
-            new_task_id(), name, fn, args, kwargs, options, self, self._wall(), priority, copy_context(), self._lock
+            new_task_id() if task_id is None else task_id,
+            name,
+            fn,
+            args,
+            kwargs,
+            options,
+            self,
+            self._wall(),
+            priority,
+            copy_context(),
+            self._lock,
         )
         if options.flow or expires is not None:
             attach(self, handle, options, delay, expires)
@@ -281,8 +297,17 @@ class Runner:
                 return existing
         if self._hooks.before_enqueue:
             self._hooks.fire("before_enqueue", handle)
+        if _deferral.current is not None and self._defer(_deferral.current, handle, delay):
+            return handle
+        return self._admit(handle, delay)
+
+    def _admit(self, handle: TaskHandle, delay: float) -> TaskHandle:
+        """Queue (or schedule, or in eager mode run) a new or PENDING task."""
         if self._eager:
             self._check_open(handle)
+            if handle.state is _PENDING:
+                with self._lock:
+                    self._n_pending -= 1
             run_eagerly(self, handle)
             return handle
         spawn = False
@@ -292,9 +317,14 @@ class Runner:
             if handle._flow is not None:
                 existing = duplicate_locked(self, handle)
                 if existing is not None:
+                    if handle.state is _PENDING:  # let go at commit, but a unique twin got in first
+                        self._drop_locked(handle, f"not queued: task {existing.id} has the same unique key")
                     return existing
             if self._n_queued + self._n_scheduled + self._n_retrying >= self._queue_size:
                 self._wait_for_room_locked(handle)
+            if handle.state is _PENDING:
+                self._n_pending -= 1
+                handle.state = _QUEUED
             self._submitted += 1
             self._active[handle.id] = handle
             if handle._flow is not None:
@@ -314,6 +344,34 @@ class Runner:
         if spawn:
             self._start_worker()
         return handle
+
+    def _defer(self, deferral: _deferral.Deferral, handle: TaskHandle, delay: float) -> bool:
+        """Offer a new task to the installed deferral; True if it is now PENDING."""
+        self._check_open(handle)  # refuse at once what could never be queued
+        if not deferral(handle, partial(self._admit_pending, handle, delay), partial(self._discard_pending, handle)):
+            return False
+        with self._lock:
+            handle.state = _PENDING
+            self._n_pending += 1
+            self._active[handle.id] = handle
+        return True
+
+    def _admit_pending(self, handle: TaskHandle, delay: float) -> None:
+        if handle.state is not _PENDING:
+            return  # cancelled meanwhile
+        try:
+            self._admit(handle, delay)
+        except EnqueueError as exc:  # full or closed by the time it was let go
+            if self._cancel(handle, f"not queued: {exc}"):
+                runner_log.error("task %s (id %s) was pending and could not be queued: %s", handle.name, handle.id, exc)
+        else:
+            if handle.state is _CANCELLED:  # a unique twin was queued first
+                handle._settle()
+                runner_log.info("task %s (id %s) discarded: %s", handle.name, handle.id, handle.cancel_reason)
+
+    def _discard_pending(self, handle: TaskHandle, reason: str) -> None:
+        if handle.state is _PENDING and self._cancel(handle, reason):
+            runner_log.info("task %s (id %s) discarded: %s", handle.name, handle.id, reason)
 
     def _delay_for(self, name: str, countdown: float | None, eta: datetime | None) -> float:
         owner = f"task {name!r}"
@@ -420,6 +478,8 @@ class Runner:
         state = handle.state
         if state is _QUEUED:
             self._n_queued -= 1
+        elif state is _PENDING:
+            self._n_pending -= 1
         elif state is _SCHEDULED:
             self._n_scheduled -= 1
             self._stale_timers += 1
@@ -439,8 +499,14 @@ class Runner:
         return True
 
     def _retire(self, handle: TaskHandle) -> None:
-        """Move a finished handle from active to history (lock held)."""
-        handle._fn = handle._args = handle._kwargs = handle._ctx = None  # type: ignore[assignment]
+        """Move a finished handle from active to history (lock held).
+
+        A failed task keeps its function and arguments (bounded by ``history``)
+        so that it can be inspected and retried from the dashboard.
+        """
+        handle._ctx = None
+        if handle.state is not State.FAILED:
+            handle._fn = handle._args = handle._kwargs = None  # type: ignore[assignment]
         if handle._flow is not None:
             retired_locked(self, handle)
         self._active.pop(handle.id, None)
@@ -477,6 +543,7 @@ class Runner:
                 scheduled=self._n_scheduled,
                 running=self._n_running,
                 retrying=self._n_retrying,
+                pending=self._n_pending,
                 submitted=self._submitted,
                 succeeded=self._succeeded,
                 failed=self._failed,
@@ -544,9 +611,14 @@ class Runner:
             if wait:
                 drain_and_close(self)
             else:
-                threading.Thread(target=drain_and_close, args=(self,), name=f"{self.name}-drain", daemon=True).start()
+                drainer = threading.Thread(target=drain_and_close, args=(self,), name=f"{self.name}-drain", daemon=True)
+                self._drainer = drainer
+                drainer.start()
         elif wait:
             self._closed_event.wait()
+            background = self._drainer
+            if background is not None and background is not threading.current_thread():
+                background.join()  # it sets the event last: it has (almost) exited already
 
     @property
     def closed(self) -> bool:

@@ -163,7 +163,19 @@ def _drain_all_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _exit_registered
+    # Only the forking thread survives fork(): a lock another thread held at that
+    # moment would stay locked forever in the child, so every process-wide lock is
+    # replaced (what the logging module does for its own locks).
+    from . import _default, _hooks, _payload, _task
+
+    global _exit_registered, _exit_lock
+    _exit_lock = threading.Lock()
+    _default._lock = threading.Lock()
+    _hooks._global_lock = threading.Lock()
+    for hook_set in list(_hooks._hook_sets):
+        hook_set._lock = threading.Lock()
+    _payload._verdicts_lock = threading.Lock()
+    _task._registry_lock = threading.Lock()
     _ids.reseed_after_fork()
     _exit_registered = False
     for runner in list(runners):

@@ -13,7 +13,7 @@ from ._handle import State
 class RunnerStats:
     """A point-in-time view of a runner; cheap to take, safe to keep.
 
-    Current counts (``queued``, ``scheduled``, ``running``, ``retrying``) describe
+    Current counts (``pending``, ``queued``, ``scheduled``, ``running``, ``retrying``) describe
     the moment of the snapshot; totals (``submitted``, ``succeeded``, ``failed``,
     ``cancelled``, ``expired``, ``retries``, ``failed_attempts``) count since the runner was
     created. Run times are over the most recent attempts (a bounded window) and
@@ -29,6 +29,7 @@ class RunnerStats:
     scheduled: int
     running: int
     retrying: int
+    pending: int
     submitted: int
     succeeded: int
     failed: int
@@ -51,6 +52,7 @@ class RunnerStats:
     def counts(self) -> dict[State, int]:
         """Tasks per state: current for the waiting and running states, totals for the final ones."""
         return {
+            State.PENDING: self.pending,
             State.QUEUED: self.queued,
             State.SCHEDULED: self.scheduled,
             State.RUNNING: self.running,

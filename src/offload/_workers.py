@@ -59,6 +59,23 @@ def error_info(exc: BaseException) -> ErrorInfo:
     )
 
 
+def call(handle: TaskHandle) -> Any:
+    """Call the task's function with its arguments, in the context captured at enqueue."""
+    ctx = handle._ctx
+    if ctx is None:
+        return handle._fn(*handle._args, **handle._kwargs)  # type: ignore[misc]
+    return ctx.run(handle._fn, *handle._args, **handle._kwargs)  # type: ignore[arg-type]
+
+
+def from_task_frame(exc: BaseException) -> BaseException:
+    """Start the traceback at the task's own frame: the worker's frame above it is noise
+    in every log line, record and dashboard (failures only, so the cost is off the hot path)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return exc if tb is None else exc.with_traceback(tb)
+
+
 def _clear_frames(exc: BaseException | None) -> None:
     # Keep the traceback's lines (so result() re-raises with them) but drop the
     # frames' local variables, which can hold large objects for a long time.
@@ -73,7 +90,16 @@ def _clear_frames(exc: BaseException | None) -> None:
 
 
 def worker_loop(runner: Runner) -> None:
-    """Serve the ready queue until told to stop, idle too long, or abandoned.
+    """Serve the ready queue until told to stop, idle too long, or abandoned."""
+    try:
+        _serve(runner)
+    finally:
+        if runner._hooks.on_thread_exit:
+            runner._hooks.fire("on_thread_exit", runner)
+
+
+def _serve(runner: Runner) -> None:
+    """The loop of :func:`worker_loop`.
 
     A successful attempt is recorded in the same critical section that takes
     the next task (``done``), so a busy worker takes the runner lock once per
@@ -176,14 +202,10 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
     result: Any = None
     exc: BaseException | None = None
     if timeout is None or runner._eager:
-        ctx = handle._ctx
         try:
-            if ctx is None:
-                result = handle._fn(*handle._args, **handle._kwargs)  # type: ignore[misc]
-            else:
-                result = ctx.run(handle._fn, *handle._args, **handle._kwargs)  # type: ignore[arg-type]
+            result = call(handle)
         except BaseException as e:
-            exc = e
+            exc = from_task_frame(e)
     else:
         exc, result = run_watched(runner, handle, ident, started + timeout)
         if handle._interrupted == ABANDONED:
@@ -217,13 +239,9 @@ def run_watched(runner: Runner, handle: TaskHandle, ident: int, deadline: float)
     exc: BaseException | None = None
     try:
         try:
-            ctx = handle._ctx
-            if ctx is None:
-                result = handle._fn(*handle._args, **handle._kwargs)  # type: ignore[misc]
-            else:
-                result = ctx.run(handle._fn, *handle._args, **handle._kwargs)  # type: ignore[arg-type]
+            result = call(handle)
         except BaseException as e:
-            exc = e
+            exc = from_task_frame(e)
         finally:
             with lock:
                 handle._attempt_done = True
@@ -300,10 +318,10 @@ def schedule_retry(runner: Runner, handle: TaskHandle, exc: BaseException, delay
         options.retries,
         delay,
         exc_info=None if explicit else exc,
-        extra=_extra(handle, duration, "retrying"),
+        extra=_extra(handle, duration, "retrying", exc, delay),
     )
     handle.next_attempt_at = runner._wall() + delay
-    if retry_later(runner, handle, delay, duration) and runner._hooks.after_retry_scheduled:
+    if retry_later(runner, handle, delay, duration, error_info(exc)) and runner._hooks.after_retry_scheduled:
         runner._hooks.fire("after_retry_scheduled", handle, exc, delay)
     _clear_frames(exc)
 
@@ -325,7 +343,7 @@ def fail(runner: Runner, handle: TaskHandle, exc: BaseException, duration: float
         type(exc).__name__,
         exc,
         exc_info=exc,
-        extra=_extra(handle, duration, "failed"),
+        extra=_extra(handle, duration, "failed", exc),
     )
     if runner._hooks.after_failure:
         runner._hooks.fire("after_failure", handle, exc)
@@ -361,6 +379,7 @@ def record_locked(
     handle._result = result
     handle._exc = exc
     handle.finished_at = finished_at
+    handle._record_attempt(finished_at, duration, state.value, handle.error if state is _FAILED else None)
     runner._durations.append(duration)
     runner._n_running -= 1
     if handle._flow is not None:
@@ -376,9 +395,11 @@ def record_locked(
     return event, callbacks
 
 
-def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: float) -> bool:
+def retry_later(runner: Runner, handle: TaskHandle, delay: float, duration: float, error: ErrorInfo) -> bool:
     """Put a task that failed an attempt back, ``delay`` seconds from now; False if dropped."""
+    finished_at = runner._wall()
     with runner._lock:
+        handle._record_attempt(finished_at, duration, "retrying", error)
         runner._durations.append(duration)
         runner._n_running -= 1
         if handle._flow is not None:
@@ -422,11 +443,22 @@ def run_eagerly(runner: Runner, handle: TaskHandle) -> None:
             runner._n_running += 1
 
 
-def _extra(handle: TaskHandle, duration: float, outcome: str) -> dict[str, Any]:
+def _extra(
+    handle: TaskHandle,
+    duration: float,
+    outcome: str,
+    exc: BaseException | None = None,
+    retry_delay: float | None = None,
+) -> dict[str, Any]:
+    """The ``extra`` fields of an attempt's log line (picked up by JSON formatters and structlog)."""
+    cls = None if exc is None else type(exc)
     return {
         "task_name": handle.name,
         "task_id": handle.id,
+        "task_queue": handle.queue,
         "attempt": handle.attempts,
         "duration": duration,
         "outcome": outcome,
+        "error_type": None if cls is None else f"{cls.__module__}.{cls.__qualname__}",
+        "retry_delay": retry_delay,
     }

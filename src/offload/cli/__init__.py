@@ -15,9 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"offload {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo
+    from . import dashboard, demo, show, status, tasks
 
     demo.add_parser(commands)
+    for module in (dashboard, status, tasks, show):
+        module.add_parser(commands)
     return parser
 
 

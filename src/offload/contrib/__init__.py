@@ -1,0 +1,1 @@
+"""Integrations with web frameworks. Each one needs its extra, e.g. ``offload[django]``."""
