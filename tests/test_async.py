@@ -174,3 +174,27 @@ def test_loop_thread_stops_at_shutdown():
     assert loop_thread.is_alive()
     runner.shutdown()
     assert not loop_thread.is_alive()
+
+
+def test_cancel_of_a_running_coroutine_cancels_it(runner):
+    started = threading.Event()
+    saw_cancel = threading.Event()
+
+    @offload.task(name="tests.async.cancellable", retries=3)
+    async def waits_forever() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            saw_cancel.set()
+            raise
+
+    handle = runner.submit(waits_forever)
+    assert started.wait(WAIT)
+    assert handle.cancel() is False  # running: asked, not yet done
+    with pytest.raises(offload.TaskCancelledError, match="cancelled while running"):
+        handle.result(timeout=WAIT)
+    assert saw_cancel.wait(WAIT)
+    assert handle.attempts == 1  # no retry after a cancel
+    assert handle.state is State.FAILED
+    assert not runner._flow_state.coroutines

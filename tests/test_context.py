@@ -178,3 +178,22 @@ def test_the_context_is_not_one_of_the_recorded_arguments(runner):
     assert runner.get(new_id).result(timeout=WAIT) == 5
     assert seen.get(timeout=WAIT) == (failed.id, 1, 5)
     assert seen.get(timeout=WAIT) == (new_id, 1, 5)  # a fresh context for the new task
+
+
+def test_cancel_of_a_running_task_without_context_prevents_its_retries(runner):
+    started = threading.Event()
+    go_on = threading.Event()
+
+    @offload.task(name="tests.context.plain_cancel", retries=5)
+    def plain() -> None:
+        started.set()
+        assert go_on.wait(WAIT)
+        raise ConnectionError("transient, but cancelled")
+
+    handle = runner.submit(plain)
+    assert started.wait(WAIT)
+    assert handle.cancel() is False
+    go_on.set()
+    with pytest.raises(ConnectionError):
+        handle.result(timeout=WAIT)
+    assert handle.attempts == 1

@@ -23,6 +23,8 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ._errors import TaskTimeoutError
+from ._flow import cancel_requested
+from ._handle import TaskCancelledError
 from ._log import runner_log
 
 if TYPE_CHECKING:
@@ -97,8 +99,15 @@ def run_coroutine(
         future = asyncio.run_coroutine_threadsafe(driver, loop)
     else:
         future = ctx.run(asyncio.run_coroutine_threadsafe, driver, loop)
+    coroutines = runner._flow_state.coroutines
+    with runner._lock:
+        coroutines[handle.id] = future  # so that cancel() can cancel it
+        if cancel_requested(handle):  # cancel() came while the function was being called
+            future.cancel()
     try:
         result = future.result(None if remaining is None else remaining + _LOOP_GRACE)
+    except concurrent.futures.CancelledError:
+        return TaskCancelledError(f"task {handle.name} (id {handle.id}) was cancelled while running"), None
     except concurrent.futures.TimeoutError:
         future.cancel()
         runner_log.error(
@@ -111,6 +120,9 @@ def run_coroutine(
         return _timeout_error(handle, timeout or 0.0), None
     except BaseException as exc:
         return exc, None
+    finally:
+        with runner._lock:
+            coroutines.pop(handle.id, None)
     return None, result
 
 

@@ -38,9 +38,10 @@ _QUEUED = State.QUEUED
 class Flow:
     """Per-task flow-control state (only for tasks that need it)."""
 
-    __slots__ = ("context", "expires_at", "holds_slot", "key", "limited", "released")
+    __slots__ = ("cancel_requested", "context", "expires_at", "holds_slot", "key", "limited", "released")
 
     def __init__(self) -> None:
+        self.cancel_requested = False  # cancel() was called while an attempt ran
         self.context: TaskContext | None = None
         self.key: Any = None
         self.expires_at: float | None = None  # runner monotonic time
@@ -52,9 +53,10 @@ class Flow:
 class FlowState:
     """Per-runner flow-control state: limiters, the unique index, counters."""
 
-    __slots__ = ("expired", "limiters", "loop", "unique")
+    __slots__ = ("coroutines", "expired", "limiters", "loop", "unique")
 
     def __init__(self) -> None:
+        self.coroutines: dict[str, Any] = {}  # task id -> concurrent Future of its running coroutine
         self.limiters: dict[str, Limiter] = {}
         self.unique: dict[Any, TaskHandle] = {}
         self.expired = 0
@@ -214,16 +216,26 @@ def retired_locked(runner: Runner, handle: TaskHandle) -> None:
     handle._flow = None  # the history keeps outcomes only (the context stays valid for its holders)
 
 
-def request_cancel_locked(handle: TaskHandle) -> None:
-    """``cancel()`` of a running task: set its context's event (cooperative)."""
+def request_cancel_locked(runner: Runner, handle: TaskHandle) -> None:
+    """``cancel()`` of a running task: cooperative, never an interruption.
+
+    No retry follows the attempt; a task with a context sees ``context.cancelled``
+    set; a coroutine is cancelled on the loop (``CancelledError`` at its next await).
+    """
     flow: Flow | None = handle._flow
-    if flow is not None and flow.context is not None:
+    if flow is None:
+        flow = handle._flow = Flow()
+    flow.cancel_requested = True
+    if flow.context is not None:
         flow.context.cancelled.set()
+    future = runner._flow_state.coroutines.get(handle.id)
+    if future is not None:
+        future.cancel()
 
 
 def cancel_requested(handle: TaskHandle) -> bool:
     flow: Flow | None = handle._flow
-    return flow is not None and flow.context is not None and flow.context.cancelled.is_set()
+    return flow is not None and flow.cancel_requested
 
 
 # -- expiry ---------------------------------------------------------------------

@@ -466,7 +466,7 @@ class Runner:
             if handle.state is _CANCELLED:
                 return True
             if handle.state is State.RUNNING:
-                request_cancel_locked(handle)
+                request_cancel_locked(self, handle)
                 return False
             if not self._drop_locked(handle, reason):
                 return False
