@@ -233,6 +233,17 @@ def request_cancel_locked(runner: Runner, handle: TaskHandle) -> None:
         future.cancel()
 
 
+def signal_stop_locked(handle: TaskHandle) -> None:
+    """The drain timeout passed with the task still running: set ``context.cancelled``.
+
+    Only the signal: what happens to the attempt's outcome (a retry is dropped,
+    the task is then CANCELLED) is the shutdown's business.
+    """
+    flow: Flow | None = handle._flow
+    if flow is not None and flow.context is not None:
+        flow.context.cancelled.set()
+
+
 def cancel_requested(handle: TaskHandle) -> bool:
     flow: Flow | None = handle._flow
     return flow is not None and flow.cancel_requested
