@@ -326,3 +326,28 @@ def test_offload_start_runs_the_beat_on_the_default_runner(tmp_path):
     offload.shutdown()
     assert _periodic.current_beat() is None
     assert not beat.thread.is_alive()
+
+
+def test_a_tick_refused_by_a_full_queue_is_logged_and_counted(clock, tmp_path, caplog):
+    import threading
+
+    gate = threading.Event()
+    started = threading.Event()
+    runner = Runner(workers=1, queue_size=1, clock=clock, name="offload-periodic-full")
+    ticker("tests.periodic.full", clock, every=60)
+
+    def busy() -> None:
+        started.set()
+        assert gate.wait(WAIT)
+
+    runner.submit(busy)
+    assert started.wait(WAIT)
+    runner.submit(int)  # the queue is full now
+    runner.start(state_dir=tmp_path)
+    step(clock, 60)
+    beat = _periodic.current_beat()
+    assert beat.skipped == 1 and beat.fired == 0
+    assert "tick 2026-01-01T00:01:00+00:00 not enqueued" in caplog.text
+    assert "queue is full" in caplog.text
+    gate.set()
+    runner.shutdown(wait=True, timeout=WAIT)

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _validate as check
 from ._errors import ConfigurationError, EnqueueError
@@ -49,6 +49,9 @@ except ImportError:  # pragma: no cover - Windows: ticks are coordinated within 
     fcntl = None  # type: ignore[assignment]
 
 MISSED = ("skip", "run_once")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Schedule:
@@ -100,15 +103,13 @@ def periodic_tasks() -> dict[str, Schedule]:
 
 
 def periodic(
-    fn: Callable[..., Any] | None = None,
-    /,
     *,
     every: float | None = None,
     cron: str | None = None,
     tz: str | tzinfo | None = None,
     missed: str = "skip",
     **task_options: Any,
-) -> Any:
+) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:
     """Declare a task that runs on a schedule, once per tick per host.
 
     Usage::
@@ -134,7 +135,7 @@ def periodic(
         ConfigurationError: a bad schedule or option (named in the message).
     """
 
-    def declare(func: Callable[..., Any]) -> Task[Any, Any]:
+    def declare(func: Callable[P, R] | Task[P, R]) -> Task[P, R]:
         if isinstance(func, Task):
             if task_options:
                 raise ConfigurationError(
@@ -160,8 +161,6 @@ def periodic(
             beat.wake()
         return declared
 
-    if fn is not None:
-        return declare(fn)
     return declare
 
 
