@@ -231,3 +231,24 @@ def test_a_parked_task_expires(runner, fake_clock):
         assert after.result(timeout=WAIT) == 2
     assert drain(ran) == [0, 2]
     assert runner.stats().expired == 1
+
+
+def test_parked_tasks_leave_nothing_to_spin_on(runner, fake_clock):
+    from offload._timers import TIMER_LIMIT
+
+    task, ran = recorder("tests.limits.no_spin", rate_limit="1/h")
+    handles = [runner.submit(task, i) for i in range(50)]
+    # Popped after every task above (lower priority): once it ran, all of them were taken.
+    marker = runner._enqueue(lambda: "after", (), {}, priority=-1)
+    assert marker.result(timeout=WAIT) == "after"
+    assert ran.get(timeout=WAIT) == 0
+    assert handles[0].wait(WAIT)
+    with runner._lock:
+        limiter = runner._flow_state.limiters["tests.limits.no_spin"]
+        # every waiting task is parked off the ready queue, behind one wake-up timer
+        assert len(limiter.parked) == 49
+        assert list(runner._ready) == []
+        assert [entry[2] for entry in runner._timers] == [TIMER_LIMIT]
+        assert runner._n_running == 0
+    for handle in handles[1:]:
+        handle.cancel()
