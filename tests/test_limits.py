@@ -252,3 +252,35 @@ def test_parked_tasks_leave_nothing_to_spin_on(runner, fake_clock):
         assert runner._n_running == 0
     for handle in handles[1:]:
         handle.cancel()
+
+
+def test_a_released_task_cancelled_before_it_starts_passes_its_slot_on(fake_clock):
+    # Driven by hand under the runner lock, doing what a worker does on each pop,
+    # while the only worker is held by an unrelated task: the order is exact.
+    from offload._flow import attempt_ended_locked, may_start_locked
+
+    runner = Runner(workers=1, clock=fake_clock)
+    gate, busy = threading.Event(), threading.Event()
+
+    def blocker() -> None:
+        busy.set()
+        assert gate.wait(WAIT)
+
+    runner.submit(blocker)
+    assert busy.wait(WAIT)
+    task, ran = recorder("tests.limits.released_cancelled", concurrency=1)
+    a, b, c = (runner.submit(task, i) for i in range(3))
+    with runner._lock:
+        assert runner._ready.pop() is a and may_start_locked(runner, a)  # a takes the slot
+        assert runner._ready.pop() is b and not may_start_locked(runner, b)  # parked
+        assert runner._ready.pop() is c and not may_start_locked(runner, c)  # parked behind b
+        attempt_ended_locked(runner, a)  # a's attempt "ends": b is released to the ready queue
+        assert list(runner._ready) == [b]
+    assert b.cancel()  # cancelled before any worker took it
+    with runner._lock:
+        assert list(runner._ready) == [b, c]  # b's slot went to c (b's entry is skipped when popped)
+    assert a.cancel()
+    gate.set()
+    assert c.result(timeout=WAIT) == 2
+    assert drain(ran) == [2]
+    runner.shutdown()

@@ -25,7 +25,7 @@ from . import _validate as check
 from ._context import TaskContext
 from ._errors import ConfigurationError, EnqueueError
 from ._handle import State, TaskHandle
-from ._limits import Limiter, try_start_locked
+from ._limits import Limiter, release_locked, try_start_locked
 from ._limits import attempt_ended_locked as _limits_attempt_ended
 
 if TYPE_CHECKING:
@@ -209,6 +209,12 @@ def retired_locked(runner: Runner, handle: TaskHandle) -> None:
     flow: Flow = handle._flow
     if flow.key is not None and runner._flow_state.unique.get(flow.key) is handle:
         del runner._flow_state.unique[flow.key]
+    if flow.released:
+        # Released from a limiter's FIFO but finished (cancelled, expired) before a
+        # worker took it: the token or slot it was promised goes to the next in line.
+        limiter = runner._flow_state.limiters.get(handle.name)
+        if limiter is not None and limiter.parked:
+            release_locked(runner, limiter)
     if flow.context is not None and isinstance(handle._fn, partial):
         handle._fn = handle._fn.func  # kept (a failed task): its own function; a retry gets a new context
     if flow.expires_at is not None and handle.state is not State.EXPIRED:
