@@ -27,6 +27,7 @@ from ._errors import ConfigurationError, EnqueueError
 from ._handle import State, TaskHandle
 from ._limits import Limiter, release_locked, try_start_locked
 from ._limits import attempt_ended_locked as _limits_attempt_ended
+from ._log import runner_log as log
 
 if TYPE_CHECKING:
     from ._runner import Runner
@@ -56,7 +57,7 @@ class FlowState:
     __slots__ = ("coroutines", "expired", "limiters", "loop", "unique")
 
     def __init__(self) -> None:
-        self.coroutines: dict[str, Any] = {}  # task id -> concurrent Future of its running coroutine
+        self.coroutines: dict[str, Any] = {}  # task id -> its running coroutine (an _async._Attempt)
         self.limiters: dict[str, Limiter] = {}
         self.unique: dict[Any, TaskHandle] = {}
         self.expired = 0
@@ -234,9 +235,25 @@ def request_cancel_locked(runner: Runner, handle: TaskHandle) -> None:
     flow.cancel_requested = True
     if flow.context is not None:
         flow.context.cancelled.set()
-    future = runner._flow_state.coroutines.get(handle.id)
-    if future is not None:
-        future.cancel()
+    attempt = runner._flow_state.coroutines.get(handle.id)
+    if attempt is not None:
+        attempt.cancel()
+
+
+def coroutine_timeout_locked(runner: Runner, handle: TaskHandle, attempt_number: int) -> None:
+    """The scheduler's ``TIMER_CORO`` fired: cancel the coroutine of a timed-out attempt."""
+    attempt = runner._flow_state.coroutines.get(handle.id)
+    if attempt is None or handle.attempts != attempt_number:
+        return  # it finished in time
+    attempt.timed_out = True
+    log.warning(
+        "task %s (id %s) attempt %d exceeded its timeout of %gs; cancelling its coroutine",
+        handle.name,
+        handle.id,
+        attempt_number,
+        handle._options.timeout,
+    )
+    attempt.cancel()
 
 
 def signal_stop_locked(handle: TaskHandle) -> None:
