@@ -18,6 +18,7 @@ token: it never waits on a lock held across user code.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -39,6 +40,7 @@ from ._hooks import HookSet
 from ._ids import new_task_id
 from ._log import runner_log
 from ._payload import check_request_bound
+from ._periodic import start_beat, stop_beat
 from ._ready import ReadyQueue
 from ._shutdown import (
     check_shutdown_arguments,
@@ -211,6 +213,34 @@ class Runner:
     def remove_hook(self, hook: object) -> bool:
         """Unregister a hook; return whether it was registered."""
         return self._hooks.remove(hook)
+
+    # -- start -------------------------------------------------------------
+
+    def start(self, *, periodic: bool = True, state_dir: str | os.PathLike[str] | None = None) -> Runner:
+        """Open the runner now (it otherwise opens on the first task) and run periodic tasks.
+
+        Args:
+            periodic: run the ticks of the tasks declared with :func:`offload.periodic`
+                on this runner, unless another runner of this process runs them.
+            state_dir: directory of the files that let the processes of one host
+                fire each tick once; by default a per-user, per-working-directory
+                folder in the temporary directory.
+
+        Returns the runner. Idempotent.
+
+        Raises:
+            RunnerClosedError: the runner is shutting down.
+        """
+        check.flag("Runner.start()", "periodic", periodic)
+        with self._lock:
+            if self._state is not self._RUNNING:
+                if self._state is not self._NEW:
+                    raise RunnerClosedError(f"Runner.start(): runner {self.name!r} is {self._state}")
+                self._state = self._RUNNING
+                register_exit_drain()
+        if periodic and not self._eager:
+            start_beat(self, state_dir)
+        return self
 
     # -- admission --------------------------------------------------------
 
@@ -465,7 +495,7 @@ class Runner:
             if handle.state is _CANCELLED:
                 return True
             if handle.state is State.RUNNING:
-                request_cancel_locked(handle)
+                request_cancel_locked(self, handle)
                 return False
             if not self._drop_locked(handle, reason):
                 return False
@@ -605,6 +635,7 @@ class Runner:
                 if self._blocked:
                     self._space.notify_all()
         if first:
+            stop_beat(self)  # no more periodic ticks from this runner
             why = "cancelled at shutdown" if cancel_pending else "not due before the drain deadline"
             log_dropped(dropped, why)
             for handle in dropped:
