@@ -136,6 +136,12 @@ class RunFrameworkTask:
         return normalize_json(value)
 
 
+@functools.cache
+def _runner_for(module_path: str) -> RunFrameworkTask:
+    """One function object per framework task, whatever the policy: the journal checks identity."""
+    return RunFrameworkTask(module_path)
+
+
 _declared: set[str] = set()  # offload names of the framework tasks declared in this process
 _declared_lock = threading.Lock()
 
@@ -144,7 +150,7 @@ _declared_lock = threading.Lock()
 def _declaration(name: str, policy: tuple[tuple[str, Any], ...], queue: str) -> OffloadTaskDeclaration[Any, Any]:
     """The registered offload task for one framework task and policy (built once)."""
     options = TaskOptions.build(name, queue=queue, bind=True, **dict(policy))
-    declaration = OffloadTaskDeclaration(RunFrameworkTask(name), options)
+    declaration = OffloadTaskDeclaration(_runner_for(name), options)
     _task._register(declaration)  # the journal finds it by name in any process
     with _declared_lock:
         _declared.add(name)
