@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from offload.contrib.django import backend
+from offload.contrib.django import backend, results
 from offload.contrib.django.compat import TaskResultStatus
 
 from ..conftest import WAIT
@@ -47,7 +48,7 @@ def test_with_a_journal_the_backend_supports_get_result() -> None:
 
 def test_a_result_is_rebuilt_from_the_journal() -> None:
     result = wait_finished(add.using(backend="durable").enqueue(20, 22))
-    backend.RESULTS.clear()  # as in a process that did not enqueue it
+    results.RESULTS.clear()  # as in a process that did not enqueue it
     again = add.using(backend="durable").get_result(result.id)
     assert again is not result
     assert again.status == TaskResultStatus.SUCCESSFUL and again.return_value == 42
@@ -58,7 +59,7 @@ def test_a_result_is_rebuilt_from_the_journal() -> None:
 def test_a_failed_result_from_the_journal_has_its_last_error() -> None:
     result = wait_finished(flaky_webhook.using(backend="durable").enqueue("journal-1", fail_times=10))
     assert result.status == TaskResultStatus.FAILED and len(result.errors) == 4  # this process saw each
-    backend.RESULTS.clear()
+    results.RESULTS.clear()
     again = flaky_webhook.using(backend="durable").get_result(result.id)
     assert again.status == TaskResultStatus.FAILED
     assert again.attempts == 4
@@ -108,18 +109,16 @@ def test_offload_worker_runs_framework_tasks_enqueued_by_an_enqueue_only_process
         cwd=ROOT, env=child_env(OFFLOAD_TEST_TASKS_JOURNAL=journal), stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        results = [backend.result_from_journal(journal, task_id) for task_id in ids]
+        found = [results.result_from_journal(journal, task_id) for task_id in ids]
         deadline = WAIT * 6
-        import time
-
         start = time.monotonic()
-        while not all(r is not None and r.is_finished for r in results):
+        while not all(r is not None and r.is_finished for r in found):
             assert worker.poll() is None, worker.communicate()[1]
-            assert time.monotonic() - start < deadline, [r and r.status for r in results]
+            assert time.monotonic() - start < deadline, [r and r.status for r in found]
             time.sleep(0.05)  # another process's progress, read from the journal
-            results = [backend.result_from_journal(journal, task_id) for task_id in ids]
+            found = [results.result_from_journal(journal, task_id) for task_id in ids]
     finally:
         worker.terminate()
         _, log = worker.communicate(timeout=60)
-    assert [r.return_value for r in results if r is not None] == [0, 2, 4, 6, 8]
+    assert [r.return_value for r in found if r is not None] == [0, 2, 4, 6, 8]
     assert worker.returncode == 0, log

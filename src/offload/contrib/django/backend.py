@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -31,28 +29,34 @@ from django.core import checks
 from django.utils import timezone as django_timezone
 from django.utils.module_loading import import_string
 
-from ... import _hooks, _task
+from ... import _task
 from ..._config import RunnerSettings
 from ..._errors import ConfigurationError, PayloadError
-from ..._handle import TaskHandle
 from ..._ids import new_task_id
 from ..._runner import Runner
 from ..._task import Task as OffloadTaskDeclaration
 from ..._task import TaskOptions
-from ..._workers import error_info
 from .compat import (
     BaseTaskBackend,
     InvalidTask,
     Task,
     TaskContext,
-    TaskError,
     TaskResult,
     TaskResultDoesNotExist,
     TaskResultStatus,
     normalize_json,
     task_enqueued,
     task_finished,
-    task_started,
+)
+from .results import (
+    RESULTS,
+    ResultRecorder,
+    close_journals,
+    declared,
+    install_hooks,
+    result_from_journal,
+    task_error,
+    update,
 )
 
 # -- the task class: offload's policies as fields --------------------------------------
@@ -142,18 +146,13 @@ def _runner_for(module_path: str) -> RunFrameworkTask:
     return RunFrameworkTask(module_path)
 
 
-_declared: set[str] = set()  # offload names of the framework tasks declared in this process
-_declared_lock = threading.Lock()
-
-
 @functools.lru_cache(maxsize=1024)
 def _declaration(name: str, policy: tuple[tuple[str, Any], ...], queue: str) -> OffloadTaskDeclaration[Any, Any]:
     """The registered offload task for one framework task and policy (built once)."""
     options = TaskOptions.build(name, queue=queue, bind=True, **dict(policy))
     declaration = OffloadTaskDeclaration(_runner_for(name), options)
     _task._register(declaration)  # the journal finds it by name in any process
-    with _declared_lock:
-        _declared.add(name)
+    declared(name)
     return declaration
 
 
@@ -172,205 +171,6 @@ def declaration_for(task: Task, defaults: dict[str, Any]) -> OffloadTaskDeclarat
         raise InvalidTask(f"task {task.module_path!r}: option values must be hashable ({exc})") from None
 
 
-# -- TaskResults: kept per process, filled in by hooks ---------------------------------------
-
-
-def _set(result: TaskResult, **values: Any) -> None:
-    for name, value in values.items():
-        object.__setattr__(result, name, value)  # TaskResult is frozen; backends update it in place
-
-
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_native_id()}"
-
-
-def _task_error(exc: BaseException) -> TaskError:
-    info = error_info(exc)
-    return TaskError(exception_class_path=info.type, traceback=info.traceback)
-
-
-def _when(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
-
-
-class ResultStore:
-    """The TaskResults of this process, by id: created at enqueue, or at the first attempt
-    in a process that runs journaled tasks it did not enqueue. Bounded."""
-
-    def __init__(self, limit: int = 20_000) -> None:
-        self.limit = limit
-        self._results: OrderedDict[str, TaskResult] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def keep(self, result: TaskResult) -> None:
-        with self._lock:
-            self._results[result.id] = result
-            while len(self._results) > self.limit:
-                self._results.popitem(last=False)
-
-    def find(self, result_id: str) -> TaskResult | None:
-        with self._lock:
-            return self._results.get(result_id)
-
-    def for_handle(self, handle: TaskHandle) -> TaskResult:
-        found = self.find(handle.id)
-        if found is not None:
-            return found
-        task = import_string(handle.name)
-        result = TaskResult(
-            task=task,
-            id=handle.id,
-            status=TaskResultStatus.READY,
-            enqueued_at=_when(handle.created_at),
-            started_at=None,
-            finished_at=None,
-            last_attempted_at=None,
-            args=list(handle._args or ()),
-            kwargs=dict(handle._kwargs or {}),
-            backend=task.backend,
-            errors=[],
-            worker_ids=[],
-        )
-        self.keep(result)
-        return result
-
-    def clear(self) -> None:
-        with self._lock:
-            self._results.clear()
-
-
-RESULTS = ResultStore()
-
-
-class ResultRecorder:
-    """Process-wide hooks: keep each framework task's TaskResult in step and send the signals."""
-
-    @staticmethod
-    def before_attempt(handle: TaskHandle) -> None:
-        if handle.name not in _declared:
-            return
-        result = RESULTS.for_handle(handle)
-        now = django_timezone.now()
-        _set(result, status=TaskResultStatus.RUNNING, last_attempted_at=now)
-        if result.started_at is None:
-            _set(result, started_at=now)
-        result.worker_ids.append(_worker_id())
-        task_started.send(sender=OffloadBackend, task_result=result)
-
-    @staticmethod
-    def after_retry_scheduled(handle: TaskHandle, exc: BaseException, delay: float) -> None:
-        if handle.name not in _declared:
-            return
-        result = RESULTS.for_handle(handle)
-        result.errors.append(_task_error(exc))
-        _set(result, status=TaskResultStatus.READY)
-
-    @staticmethod
-    def after_success(handle: TaskHandle, value: Any) -> None:
-        if handle.name not in _declared:
-            return
-        result = RESULTS.for_handle(handle)
-        _set(result, _return_value=value, status=TaskResultStatus.SUCCESSFUL, finished_at=django_timezone.now())
-        task_finished.send(sender=OffloadBackend, task_result=result)
-
-    @staticmethod
-    def after_failure(handle: TaskHandle, exc: BaseException) -> None:
-        if handle.name not in _declared:
-            return
-        result = RESULTS.for_handle(handle)
-        result.errors.append(_task_error(exc))
-        _set(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
-        task_finished.send(sender=OffloadBackend, task_result=result)
-
-    @staticmethod
-    def on_done(handle: TaskHandle) -> None:
-        """Done callback: a task cancelled before it ran (rollback, shutdown) is FAILED, not READY forever."""
-        if not handle.cancelled():
-            return
-        result = RESULTS.find(handle.id)
-        if result is None or result.is_finished:
-            return
-        result.errors.append(
-            TaskError(
-                exception_class_path="offload.TaskCancelledError",
-                traceback=f"offload.TaskCancelledError: task {handle.name} (id {handle.id}) {handle.cancel_reason}\n",
-            )
-        )
-        _set(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
-        task_finished.send(sender=OffloadBackend, task_result=result)
-
-
-_HOOK_EVENTS = ("before_attempt", "after_retry_scheduled", "after_success", "after_failure")
-
-
-def install_hooks() -> None:
-    """Register the recorder on every runner of the process (idempotent): the alias runners,
-    and the runner of ``offload_worker`` that runs journaled framework tasks."""
-    for event in _HOOK_EVENTS:
-        fn = getattr(ResultRecorder, event)
-        _hooks.off(event, fn)
-        _hooks.on(event)(fn)
-
-
-# -- TaskResults of other processes, from the journal ---------------------------------------
-
-_STATUS = {
-    "pending": TaskResultStatus.READY,
-    "queued": TaskResultStatus.READY,
-    "scheduled": TaskResultStatus.READY,
-    "retrying": TaskResultStatus.READY,
-    "running": TaskResultStatus.RUNNING,
-    "succeeded": TaskResultStatus.SUCCESSFUL,
-}
-_journals: dict[str, Any] = {}
-_journals_lock = threading.Lock()
-
-
-def _journal(path: str) -> Any:
-    from ...journal import SQLiteJournal
-
-    with _journals_lock:
-        journal = _journals.get(path)
-        if journal is None:
-            journal = _journals[path] = SQLiteJournal(path)
-        return journal
-
-
-def result_from_journal(path: str, result_id: str) -> TaskResult | None:
-    """A TaskResult rebuilt from the journal row, or None if there is none (or its task cannot be imported)."""
-    from ..._codec import decode_payload, decode_value
-
-    record = _journal(path).fetch(result_id)
-    if record is None:
-        return None
-    try:
-        task = import_string(record.name)
-        args, kwargs = decode_payload(record.payload)
-    except (ImportError, ValueError):
-        return None
-    errors = []
-    if record.error is not None:
-        text = record.error.traceback or f"{record.error.type}: {record.error.message}\n"
-        errors.append(TaskError(exception_class_path=record.error.type, traceback=text))
-    result = TaskResult(
-        task=task,
-        id=record.id,
-        status=_STATUS.get(record.state, TaskResultStatus.FAILED),
-        enqueued_at=_when(record.created_at),
-        started_at=_when(record.started_at),
-        finished_at=_when(record.finished_at),
-        last_attempted_at=_when(record.started_at),
-        args=list(args),
-        kwargs=kwargs,
-        backend=task.backend,
-        errors=errors,
-        worker_ids=[record.owner or "journal"] * record.attempts,
-    )
-    if record.state == "succeeded" and record.result is not None:
-        _set(result, _return_value=decode_value(record.result))
-    return result
-
-
 # -- one runner per alias, shared by the per-thread backend instances -----------------------
 
 
@@ -386,10 +186,8 @@ _states_lock = threading.Lock()
 
 
 def _reset_lock_after_fork() -> None:
-    global _states_lock, _journals_lock, _declared_lock
-    # the runners reset themselves; these locks may have been held by a thread that is gone
-    _states_lock, _journals_lock, _declared_lock = threading.Lock(), threading.Lock(), threading.Lock()
-    RESULTS._lock = threading.Lock()
+    global _states_lock
+    _states_lock = threading.Lock()  # the runners reset themselves; the lock may have been held
 
 
 os.register_at_fork(after_in_child=_reset_lock_after_fork)
@@ -414,11 +212,7 @@ def shutdown_all(timeout: float | None = None) -> None:
         _states.clear()
     for state in states:
         state.runner.shutdown(wait=True, timeout=timeout)
-    with _journals_lock:
-        journals = list(_journals.values())
-        _journals.clear()
-    for journal in journals:
-        journal.close()
+    close_journals()
 
 
 # -- the backend ---------------------------------------------------------------------
@@ -483,8 +277,8 @@ class OffloadBackend(BaseTaskBackend):
                 declaration, tuple(json_args), dict(json_kwargs), eta=eta, priority=task.priority, task_id=result.id
             )
         except Exception as exc:
-            result.errors.append(_task_error(exc))
-            _set(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
+            result.errors.append(task_error(exc))
+            update(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
             task_finished.send(sender=type(self), task_result=result)
             raise
         handle.add_done_callback(ResultRecorder.on_done)
