@@ -42,6 +42,8 @@ except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src"))
     import offload
 
+import durable  # the journal workloads, next to this file
+
 perf_counter = time.perf_counter
 
 
@@ -153,6 +155,7 @@ class Row:
     target: str = ""
     result: str = ""
     note: str = ""
+    table: str = "pool"
 
 
 @dataclass
@@ -163,10 +166,24 @@ class Report:
         self.rows.append(row)
 
     def markdown(self) -> str:
-        head = ["Workload", "Metric", THREADS, TPE, OFFLOAD, "offload / TPE", "Target", "Result", "Note"]
+        tables = []
+        pool = [r for r in self.rows if r.table == "pool"]
+        if pool:
+            tables.append(self._table(pool, (THREADS, TPE, OFFLOAD), "offload / TPE"))
+        journal = [r for r in self.rows if r.table == "journal"]
+        if journal:
+            tables.append(self._table(journal, durable.COLUMNS, "journal / Huey"))
+        flow = [r for r in self.rows if r.table == "flow"]
+        if flow:
+            tables.append(self._table(flow, (OFFLOAD,), "vs baseline"))
+        return "\n\n".join(tables)
+
+    @staticmethod
+    def _table(rows: list[Row], columns: Sequence[str], ratio: str) -> str:
+        head = ["Workload", "Metric", *columns, ratio, "Target", "Result", "Note"]
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-        for r in self.rows:
-            cells = [r.workload, r.metric, *(r.values.get(c, "—") for c in (THREADS, TPE, OFFLOAD))]
+        for r in rows:
+            cells = [r.workload, r.metric, *(r.values.get(c, "—") for c in columns)]
             cells += [r.ratio or "—", r.target or "—", r.result or "—", r.note]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
@@ -425,7 +442,16 @@ def flow_workload(name: str) -> Callable[[Report, bool], None]:
         for row in flow.WORKLOADS[name](quick):
             ok = row.pop("ok")
             value = row.pop("value")
-            report.add(Row(values={OFFLOAD: value}, result="" if ok is None else verdict(ok), **row))
+            report.add(Row(values={OFFLOAD: value}, result="" if ok is None else verdict(ok), table="flow", **row))
+
+    return run
+
+
+def journal_workload(fn: Callable[[bool], list[dict[str, Any]]]) -> Callable[[Report, bool], None]:
+    def run(report: Report, quick: bool) -> None:
+        for row in fn(quick):
+            row["result"] = verdict(row["result"]) if row.get("target") else ""
+            report.add(Row(**row, table="journal"))
 
     return run
 
@@ -438,6 +464,9 @@ WORKLOADS: dict[str, Callable[[Report, bool], None]] = {
     "MEM": mem_growth,
     "RATE": flow_workload("RATE"),
     "SCHED": flow_workload("SCHED"),
+    "J1": journal_workload(durable.j1_throughput),
+    "J2": journal_workload(durable.j2_enqueue),
+    "J3": journal_workload(durable.j3_recovery),
 }
 
 
@@ -467,9 +496,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run")
     parser.add_argument("--only", default="", help="comma-separated workloads: " + ",".join(WORKLOADS))
     parser.add_argument("--memory-child", nargs=2, type=int, metavar=("SMALL", "LARGE"), help=argparse.SUPPRESS)
+    parser.add_argument("--recovery-child", nargs=2, metavar=("PATH", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child)
+        return 0
+    if args.recovery_child:
+        durable.recovery_child(args.recovery_child[0], int(args.recovery_child[1]))
         return 0
     selected = [name.strip().upper() for name in args.only.split(",") if name.strip()] or list(WORKLOADS)
     unknown = [name for name in selected if name not in WORKLOADS]

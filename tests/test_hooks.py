@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -109,6 +110,18 @@ def test_hook_that_raises_is_logged_counted_and_harmless(caplog):
         assert runner.submit(lambda: "still fine").result(timeout=WAIT) == "still fine"
     messages = [r.getMessage() for r in caplog.records if r.name == "offload.runner"]
     assert sum("raised; ignored" in m for m in messages) == 4
+
+
+def test_hook_that_calls_sys_exit_does_not_end_the_worker_thread(caplog):
+    class Exits(offload.Hook):
+        def before_attempt(self, handle):
+            sys.exit(3)
+
+    with Runner(workers=1, hooks=[Exits()]) as runner:
+        assert runner.submit(lambda: "ran").result(timeout=WAIT) == "ran"
+        assert runner.submit(lambda: "again").result(timeout=WAIT) == "again"  # the same thread lives
+        assert runner.stats().hook_errors == 2
+    assert sum("raised; ignored" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_global_on_and_off():

@@ -94,6 +94,7 @@ def test_states():
         "failed",
         "cancelled",
         "expired",
+        "interrupted",
     ]
     assert str(offload.State.FAILED) == "failed"
     assert offload.State.FAILED.finished and not offload.State.RETRYING.finished

@@ -571,3 +571,21 @@ def test_concurrency_never_exceeds_workers_high_water_mark(make_runner):
     assert high == 4
     assert len(threads_seen) <= 4
     assert runner.stats().succeeded == 400
+
+
+def test_a_builtin_method_is_named_after_its_type():
+    with Runner(workers=1) as runner:
+        items: list[int] = []
+        handle = runner.submit(items.append, 1)
+        assert handle.result(timeout=WAIT) is None and items == [1]
+        assert handle.name == "builtins.list.append"
+
+
+def test_offload_stats_before_the_first_task_creates_no_runner():
+    offload.configure(workers=3)
+    stats = offload.stats()
+    assert (stats.workers, stats.submitted, stats.threads) == (3, 0, 0)
+    offload.configure(workers=5)  # still possible: nothing was started
+    assert offload.stats().workers == 5
+    assert offload.submit(int, "2").result(timeout=WAIT) == 2
+    assert offload.stats().submitted == 1

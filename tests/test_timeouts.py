@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -200,3 +204,65 @@ def test_finished_timeouts_do_not_pile_up_in_the_timer_heap(clock):
         runner.submit(quick, 0).result(timeout=WAIT)
         with runner._lock:
             assert len(runner._timers) <= 2 * 1024 + 2  # compacted, not 3001 stale entries
+
+
+@contextlib.contextmanager
+def logged(text: str) -> Iterator[threading.Event]:
+    """An event set when offload logs a record containing ``text``."""
+    seen = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    handler = Watch()
+    logger = logging.getLogger("offload")
+    logger.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_retry_after_an_abandoned_attempt_runs_and_the_late_return_is_recognised(clock, events, caplog):
+    """The abandoned thread is still inside attempt 1 (and its context) when attempt 2 starts."""
+    runner = Runner(workers=1, clock=clock, hooks=[events], abandon_timeout=1.0)
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    first_in_c = threading.Event()
+    unblock = threading.Event()
+    calls: list[str] = []
+
+    def sometimes_stuck() -> str:
+        calls.append(request_id.get())
+        if len(calls) == 1:
+            first_in_c.set()
+            unblock.wait(WAIT)  # stuck in C: abandoned, then returns late
+            return "late"
+        return f"attempt {len(calls)} for {request_id.get()}"
+
+    stuck = offload.task(name="tests.stuck_then_fine", timeout=1, retries=1, backoff=0.0, jitter=False)
+    try:
+        request_id.set("req-7")
+        handle = runner.submit(stuck(sometimes_stuck))
+        assert first_in_c.wait(WAIT)
+        with logged("interrupting it") as interrupted:
+            clock.advance(1)  # timeout: the interrupt waits for the C call
+            assert interrupted.wait(WAIT)
+        with runner._lock:
+            pass  # the scheduler logs, then arms the abandon timer, all under this lock
+        clock.advance(1)  # grace period over: abandoned; the retry runs on the replacement thread
+        assert handle.result(timeout=WAIT) == "attempt 2 for req-7"  # the context was usable again
+        assert handle.attempts == 2
+        unblock.set()  # the abandoned attempt 1 returns now, while its handle has moved on
+        with runner._lock:
+            assert runner._thread_exit.wait_for(lambda: runner._abandoned_alive == 0, timeout=WAIT)
+        stats = runner.stats()
+        assert (stats.running, stats.succeeded, stats.failed) == (0, 1, 0)
+        assert stats.threads <= 1  # the late thread exited instead of serving as an extra worker
+        assert handle.result(timeout=0) == "attempt 2 for req-7"  # the late "late" was discarded
+        assert any("abandoned attempt 1 of task" in r.getMessage() for r in caplog.records)
+        assert runner.submit(int, 3).result(timeout=WAIT) == 3
+    finally:
+        unblock.set()
+        runner.shutdown(timeout=WAIT)

@@ -36,12 +36,18 @@ class RunnerSettings:
     abandon_timeout: float = 5.0
     max_abandoned: int | None = None
     eager: bool = False
+    journal: Any = None
 
     def __post_init__(self) -> None:
         owner = "Runner"
         set_ = object.__setattr__
         workers = default_workers() if self.workers is None else self.workers
-        set_(self, "workers", check.integer(owner, "workers", workers, minimum=1, maximum=1024))
+        if workers == 0 and self.journal is None:
+            raise ConfigurationError(
+                "Runner: workers=0 (enqueue only) needs a journal, where another process runs them"
+            )
+        minimum = 0 if self.journal is not None else 1
+        set_(self, "workers", check.integer(owner, "workers", workers, minimum=minimum, maximum=1024))
         check.integer(owner, "queue_size", self.queue_size, minimum=1)
         check.choice(owner, "on_full", self.on_full, ON_FULL)
         set_(self, "block_timeout", check.optional_seconds(owner, "block_timeout", self.block_timeout))
@@ -52,6 +58,10 @@ class RunnerSettings:
         if self.max_abandoned is not None:
             check.integer(owner, "max_abandoned", self.max_abandoned, minimum=0)
         check.flag(owner, "eager", self.eager)
+        if self.journal is not None:
+            from .journal._runtime import check_journal_option
+
+            check_journal_option(self.journal, eager=self.eager)
 
     @property
     def abandon_cap(self) -> int:

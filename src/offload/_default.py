@@ -107,8 +107,17 @@ def start(*, periodic: bool = True, state_dir: str | os.PathLike[str] | None = N
 
 
 def stats() -> RunnerStats:
-    """Stats of the default runner (creating it if needed)."""
-    return default_runner().stats()
+    """Stats of the default runner.
+
+    Before the first task this does not create it (so a later ``configure()`` still
+    works): it returns the empty stats of a runner with the configured settings.
+    """
+    runner = _runner
+    if runner is None:
+        with _lock:
+            settings = _settings
+        return Runner.from_settings(settings).stats()
+    return runner.stats()
 
 
 def shutdown(wait: bool = True, *, cancel_pending: bool = False, timeout: float | None = None) -> None:

@@ -6,8 +6,10 @@ The tree::
     ├── ConfigurationError        bad option given to configure(), Runner(), @task, ...
     ├── EnqueueError              a task could not be accepted
     │   ├── PayloadError          an argument cannot travel with the task
-    │   └── QueueFullError        admission bound reached
-    ├── RunnerClosedError         the runner is shutting down or shut down
+    │   ├── QueueFullError        admission bound reached
+    │   └── RunnerClosedError     the runner is shutting down or shut down
+    ├── TaskCancelledError        result() of a task cancelled, dropped or expired (in _handle.py)
+    │   └── TaskExpiredError      not started before its ``expires`` time
     ├── TaskTimeoutError          an attempt ran past its ``timeout``
     ├── RetriesExhaustedError     ``Retry`` was raised with no retries left
     └── JournalError              (reserved for the durable journal)
@@ -37,7 +39,8 @@ class EnqueueError(OffloadError):
 
 
 class PayloadError(EnqueueError, TypeError):
-    """An argument cannot be carried to the worker (request-bound, not JSON, ...)."""
+    """An argument cannot be carried to the worker: bound to the web request, or not
+    JSON where arguments are stored (a journal, Django's Tasks framework)."""
 
 
 class QueueFullError(EnqueueError):

@@ -32,8 +32,9 @@ class State(str, enum.Enum):
     ``countdown``/``eta``), ``RETRYING`` (an attempt failed, the next one waits for
     its backoff), ``PENDING`` (enqueued inside a database transaction, queued when
     it commits; see the Django integration), ``CANCELLED`` (cancelled before it
-    started, dropped at shutdown, or its transaction rolled back) and ``EXPIRED``
-    (not started before its ``expires`` time, so never run). The value is the
+    started, dropped at shutdown, or its transaction rolled back), ``EXPIRED``
+    (not started before its ``expires`` time, so never run) and, in journal mode,
+    ``INTERRUPTED`` (an ``at_most_once`` task whose process died while it ran). The value is the
     lower-case name, handy in JSON and logs.
     """
 
@@ -46,6 +47,7 @@ class State(str, enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    INTERRUPTED = "interrupted"
 
     def __str__(self) -> str:
         return self.value
@@ -56,7 +58,7 @@ class State(str, enum.Enum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.EXPIRED})
+_FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.EXPIRED, State.INTERRUPTED})
 
 
 class TaskCancelledError(OffloadError, CancelledError):
@@ -341,7 +343,7 @@ class TaskHandle:
         """Call ``fn(handle)`` when the task is done (at once if it already is).
 
         Callbacks run in the thread that finishes the task. One that raises is
-        logged on the ``offload`` logger and does not affect the task or others.
+        logged on the ``offload.runner`` logger and does not affect the task or others.
         """
         if not callable(fn):
             raise TypeError(f"add_done_callback() of task {self.name}: expected a callable, got {fn!r}")

@@ -204,7 +204,7 @@ class HookSet:
         for fn in getattr(self, event):
             try:
                 fn(*args)
-            except Exception:
+            except (Exception, SystemExit):  # a hook never ends a worker thread or the caller
                 with self._lock:
                     self.errors += 1
                 runner_log.exception("hook %r for %s raised; ignored", fn, event)

@@ -1,6 +1,7 @@
 """The ``offload`` logger tree.
 
-``offload.runner`` reports lifecycle (start, drain, dropped work), ``offload.task``
+``offload.runner`` reports the runner's life (timeouts, abandoned threads, hooks
+that raise, the drain and dropped work), ``offload.task``
 one line per attempt outcome. Both propagate to ``offload``. No handler is
 attached here on purpose: with no logging configured, Python's last-resort
 handler still prints warnings and errors to stderr, so failures never vanish.

@@ -34,7 +34,15 @@ from . import _validate as check
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RunnerSettings
 from ._errors import ConfigurationError, EnqueueError, PayloadError, QueueFullError, RunnerClosedError
-from ._flow import FlowState, admit_locked, attach, duplicate_locked, request_cancel_locked, retired_locked
+from ._flow import (
+    FlowState,
+    admit_locked,
+    attach,
+    attach_recovered,
+    duplicate_locked,
+    request_cancel_locked,
+    retired_locked,
+)
 from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
 from ._ids import new_task_id
@@ -54,6 +62,7 @@ from ._stats import RunnerStats, percentile
 from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
 from ._timers import TIMER_RUN, push_timer
 from ._workers import run_eagerly, worker_local, worker_loop
+from .journal._runtime import Durable
 
 _PENDING = State.PENDING
 _QUEUED = State.QUEUED
@@ -69,7 +78,8 @@ class Runner:
 
     Args:
         workers: most threads running tasks at once; ``min(32, cpu + 4)`` by default.
-            Threads start when work arrives and retire after ``idle_timeout``.
+            Threads start when work arrives and retire after ``idle_timeout``. With a
+            journal, 0 means enqueue only: another process (``offload worker``) runs them.
         queue_size: most tasks waiting (queued, scheduled or retrying) at once.
         on_full: ``"raise"`` (``QueueFullError`` at once) or ``"block"`` (wait up to
             ``block_timeout`` seconds for room, then raise).
@@ -82,6 +92,8 @@ class Runner:
         max_abandoned: abandoned threads that get a replacement (default ``workers``);
             past it, capacity shrinks instead of threads piling up.
         eager: run tasks inline in the caller, retries included (for tests).
+        journal: keep tasks in a durable journal: a file path (an SQLite journal
+            is created there) or a :class:`offload.journal.Store`; see docs/journal.md.
         hooks: :class:`~offload.Hook` objects.
         clock: time source; :class:`offload.testing.FakeClock` in tests.
         name: prefix of the thread names.
@@ -105,6 +117,7 @@ class Runner:
         abandon_timeout: float = 5.0,
         max_abandoned: int | None = None,
         eager: bool = False,
+        journal: Any = None,
         hooks: list[object] | tuple[object, ...] = (),
         clock: Clock | None = None,
         name: str = "offload",
@@ -120,6 +133,7 @@ class Runner:
             abandon_timeout=abandon_timeout,
             max_abandoned=max_abandoned,
             eager=eager,
+            journal=journal,
         )
         self._setup(settings, hooks=hooks, clock=clock, name=name)
 
@@ -150,6 +164,9 @@ class Runner:
         self._plain_options = TaskOptions(name="offload.submit")
         self._init_state()
         runners.add(self)
+        self._journal: Durable | None = None
+        if settings.journal is not None:
+            self._journal = Durable.attach(self, settings.journal)
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -174,6 +191,8 @@ class Runner:
         self._submitted = self._succeeded = self._failed = self._cancelled = 0
         self._retries = self._failed_attempts = 0
         self._abandoned = self._abandoned_alive = 0
+        self._interrupted = 0  # journal recovery: at_most_once tasks of dead owners
+        self._abandoned_idents: set[int] = set()  # threads given up on, still inside a task
         self._max_threads = self._workers_max
         self._queue_size = self.settings.queue_size
         self._durations: deque[float] = deque(maxlen=_DURATION_WINDOW)
@@ -302,7 +321,10 @@ class Runner:
         return self._admit(handle, delay)
 
     def _admit(self, handle: TaskHandle, delay: float) -> TaskHandle:
-        """Queue (or schedule, or in eager mode run) a new or PENDING task."""
+        """Accept a new or PENDING task: run it (eager), journal it, and queue or schedule it.
+
+        Returns the handle, or the existing one of a unique twin already queued.
+        """
         if self._eager:
             self._check_open(handle)
             if handle.state is _PENDING:
@@ -310,6 +332,23 @@ class Runner:
                     self._n_pending -= 1
             run_eagerly(self, handle)
             return handle
+        if self._journal is None:
+            return self._queue(handle, delay)
+        if not self._workers_max:  # enqueue only: `offload worker` runs it
+            self._check_open(handle)
+            self._journal.enqueue(handle, delay)
+            return handle
+        self._journal.enqueue(handle, delay)  # on disk first; undone below if refused
+        try:
+            return self._queue(handle, delay)
+        except BaseException:
+            self._journal.forget(handle)
+            raise
+
+    def _queue(self, handle: TaskHandle, delay: float, *, wait_for_room: bool = True) -> TaskHandle:
+        """Make a handle wait for its time or a worker (QueueFullError if no room)."""
+        if handle._flow is None and handle._options.flow:
+            attach_recovered(handle, handle._options)  # recovered from the journal: context and limits
         spawn = False
         with self._lock:
             if self._state is not self._RUNNING:
@@ -320,7 +359,7 @@ class Runner:
                     if handle.state is _PENDING:  # let go at commit, but a unique twin got in first
                         self._drop_locked(handle, f"not queued: task {existing.id} has the same unique key")
                     return existing
-            if self._n_queued + self._n_scheduled + self._n_retrying >= self._queue_size:
+            if wait_for_room and self._n_queued + self._n_scheduled + self._n_retrying >= self._queue_size:
                 self._wait_for_room_locked(handle)
             if handle.state is _PENDING:
                 self._n_pending -= 1
@@ -470,6 +509,8 @@ class Runner:
                 return False
             if not self._drop_locked(handle, reason):
                 return False
+        if self._journal is not None:
+            self._journal.cancelled(handle, reason)
         handle._settle()
         return True
 
@@ -549,6 +590,7 @@ class Runner:
                 failed=self._failed,
                 cancelled=self._cancelled,
                 expired=self._flow_state.expired,
+                interrupted=self._interrupted,
                 retries=self._retries,
                 failed_attempts=self._failed_attempts,
                 abandoned_threads=self._abandoned,
@@ -629,3 +671,5 @@ class Runner:
         # The child has no threads: start over empty. The parent still owns
         # (and will run) every task that was queued when fork() happened.
         self._init_state()
+        if self._journal is not None:
+            self._journal.after_fork()

@@ -2,9 +2,13 @@
 
 offload installs no signal handler by default: in a web app the server
 (gunicorn, uvicorn, Django's runserver) owns SIGTERM and SIGINT, and a library
-that replaces them breaks its graceful stop. Their graceful stop ends in
-interpreter exit, where offload drains anyway. A standalone script that wants
-Ctrl-C or ``kill`` to drain first calls :func:`install_signal_handlers`.
+that replaces them breaks its graceful stop. gunicorn's graceful stop and
+Ctrl-C under uvicorn end in interpreter exit, where offload drains anyway;
+uvicorn's SIGTERM does not (after its own shutdown it restores the default
+handler and re-raises the signal, which kills the process), so under uvicorn
+drain in the ASGI lifespan shutdown or call :func:`install_signal_handlers`
+(docs/shutdown.md). A standalone script that wants Ctrl-C or ``kill`` to drain
+first calls it too.
 """
 
 from __future__ import annotations

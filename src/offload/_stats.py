@@ -42,6 +42,7 @@ class RunnerStats:
     run_time_p50: float | None
     run_time_p99: float | None
     expired: int = 0
+    interrupted: int = 0  # journal: tasks of dead processes marked interrupted (at_most_once)
 
     @property
     def queue_depth(self) -> int:
@@ -61,6 +62,7 @@ class RunnerStats:
             State.FAILED: self.failed,
             State.CANCELLED: self.cancelled,
             State.EXPIRED: self.expired,
+            State.INTERRUPTED: self.interrupted,
         }
 
 

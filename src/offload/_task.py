@@ -43,7 +43,8 @@ class TaskOptions:
         jitter: draw each delay uniformly from ``[0, backoff]`` ("full jitter").
         timeout: seconds an attempt may run before ``TaskTimeoutError``; None: no limit.
         priority: higher runs first within the runner, ``-100`` to ``100``.
-        queue: routing label, shown in stats and used by scale-out backends.
+        queue: routing label: recorded on the handle, filterable in the dashboard; one
+            pool serves every queue of a runner.
         retry_deadline: seconds after the first attempt started past which no
             retry starts; None: only ``retries`` limits them.
         dont_retry_on: exception classes that fail at once, even if in ``retry_on``.
@@ -52,6 +53,8 @@ class TaskOptions:
         concurrency: most attempts of this task running at once, or None.
         unique_key: function of the arguments giving the key under which at most
             one task is queued or running; None: not unique.
+        at_most_once: journal mode only: an attempt interrupted by the death of
+            its process is not run again (the task ends ``interrupted``).
     """
 
     name: str
@@ -78,6 +81,8 @@ class TaskOptions:
         needs_flow = self.bind or self.unique_key is not None or self.rate_limit is not None
         object.__setattr__(self, "flow", needs_flow or self.concurrency is not None)
 
+    at_most_once: bool = False
+
     @classmethod
     def build(
         cls,
@@ -98,6 +103,7 @@ class TaskOptions:
         concurrency: int | None = None,
         unique: bool = False,
         unique_key: Callable[..., Any] | None = None,
+        at_most_once: bool = False,
     ) -> TaskOptions:
         """Validate every option and return the options; raise ``ConfigurationError``."""
         owner = f"task {name!r}"
@@ -121,6 +127,7 @@ class TaskOptions:
             rate_limit=parse_rate(owner, rate_limit),
             concurrency=None if concurrency is None else check.integer(owner, "concurrency", concurrency, minimum=1),
             unique_key=check_unique_key(owner, unique, unique_key),
+            at_most_once=check.flag(owner, "at_most_once", at_most_once),
         )
 
     def retry_delay(self, retry_number: int) -> float:
@@ -131,10 +138,13 @@ class TaskOptions:
 
 def callable_name(fn: Callable[..., Any]) -> str:
     """``module.qualname`` of a callable, with sensible fallbacks."""
-    try:
-        return f"{fn.__module__}.{fn.__qualname__}"
-    except AttributeError:
-        pass
+    qualname = getattr(fn, "__qualname__", None)
+    if isinstance(qualname, str):
+        module = getattr(fn, "__module__", None)
+        if module is None:  # a builtin method such as [].append has no __module__
+            owner = getattr(fn, "__self__", None)
+            module = "builtins" if owner is None else type(owner).__module__
+        return f"{module}.{qualname}"
     if isinstance(fn, functools.partial):
         return callable_name(fn.func)
     cls = type(fn)
@@ -259,6 +269,7 @@ def task(
     concurrency: int | None = None,
     unique: bool = False,
     unique_key: Callable[..., Any] | None = None,
+    at_most_once: bool = False,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -282,6 +293,7 @@ def task(
     concurrency: int | None = None,
     unique: bool = False,
     unique_key: Callable[..., Any] | None = None,
+    at_most_once: bool = False,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Declare a background task, bare (``@task``) or with options (``@task(retries=3)``).
 
@@ -311,6 +323,8 @@ def task(
         unique: while a task with the same arguments is queued or running,
             enqueueing it again returns the existing handle.
         unique_key: like ``unique``, but the key is ``unique_key(*args, **kwargs)``.
+        at_most_once: journal mode: if the process dies while an attempt runs,
+            mark the task ``interrupted`` instead of running it again.
 
     Raises:
         ConfigurationError: an option is invalid (named in the message).
@@ -339,6 +353,7 @@ def task(
             concurrency=concurrency,
             unique=unique,
             unique_key=unique_key,
+            at_most_once=at_most_once,
         )
         declared = Task(func, options)
         _register(declared)

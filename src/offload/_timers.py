@@ -147,6 +147,12 @@ def abandon_locked(runner: Runner, handle: TaskHandle, attempt: int) -> None:
     if handle.attempts != attempt or handle._attempt_done or handle._interrupted != INTERRUPTED:
         return
     handle._interrupted = ABANDONED
+    # The stuck thread may return during a later attempt of this handle: it knows
+    # itself by its ident, not by the handle's fields, which then belong to that attempt.
+    if handle._thread_ident is not None:
+        runner._abandoned_idents.add(handle._thread_ident)
+    if handle._ctx is not None:
+        handle._ctx = handle._ctx.copy()  # the stuck thread is still inside the old one
     runner._abandoned += 1
     runner._abandoned_changed_locked(+1)
     for thread in list(runner._threads):

@@ -22,7 +22,7 @@ from ._handle import ErrorInfo, State, TaskHandle
 from ._interrupt import Interrupt, clear_in_thread
 from ._log import runner_log, task_log
 from ._policy import retry_delay
-from ._timers import ABANDONED, INTERRUPTED, NOT_INTERRUPTED, TIMER_RUN, TIMER_TIMEOUT, push_timer
+from ._timers import INTERRUPTED, NOT_INTERRUPTED, TIMER_RUN, TIMER_TIMEOUT, push_timer
 
 if TYPE_CHECKING:
     from ._runner import Runner
@@ -207,9 +207,10 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
         except BaseException as e:
             exc = from_task_frame(e)
     else:
-        exc, result = run_watched(runner, handle, ident, started + timeout)
-        if handle._interrupted == ABANDONED:
-            abandoned_thread_returned(runner, handle, now() - started)
+        attempt = handle.attempts
+        exc, result, abandoned = run_watched(runner, handle, ident, started + timeout)
+        if abandoned:
+            abandoned_thread_returned(runner, handle, attempt, now() - started)
             return ABANDONED_THREAD
         if handle._interrupted == INTERRUPTED:
             timeout_exc = TaskTimeoutError(
@@ -228,8 +229,14 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
     return None
 
 
-def run_watched(runner: Runner, handle: TaskHandle, ident: int, deadline: float) -> tuple[BaseException | None, Any]:
-    """Run the function with a timeout timer armed; see ``_timers.py`` for the other side."""
+def run_watched(
+    runner: Runner, handle: TaskHandle, ident: int, deadline: float
+) -> tuple[BaseException | None, Any, bool]:
+    """Run the function with a timeout timer armed; see ``_timers.py`` for the other side.
+
+    Returns the exception, the result, and whether this thread was abandoned
+    meanwhile (then the handle may already be on a later attempt: hands off).
+    """
     lock = runner._lock
     with lock:
         handle._attempt_done = False
@@ -243,30 +250,39 @@ def run_watched(runner: Runner, handle: TaskHandle, ident: int, deadline: float)
         except BaseException as e:
             exc = from_task_frame(e)
         finally:
-            with lock:
-                handle._attempt_done = True
-                interrupted = handle._interrupted
-                runner._stale_timers += 1  # its timeout timer, unless it fired
+            abandoned, interrupted = _attempt_returned(runner, handle, ident)
             if interrupted:
                 # The timer fired: an Interrupt may still be pending for this
                 # thread. Clear it before it lands in offload's own code.
                 clear_in_thread(ident)
     except Interrupt as e:  # delivered between the call's return and the clear
         exc = e
-        with lock:
-            handle._attempt_done = True
-    return exc, result
+        abandoned, _ = _attempt_returned(runner, handle, ident)
+    return exc, result, abandoned
 
 
-def abandoned_thread_returned(runner: Runner, handle: TaskHandle, ran_for: float) -> None:
+def _attempt_returned(runner: Runner, handle: TaskHandle, ident: int) -> tuple[bool, bool]:
+    """Mark the watched attempt done; return (abandoned, interrupted). Idempotent."""
+    with runner._lock:
+        if ident in runner._abandoned_idents:  # dropped by abandoned_thread_returned()
+            return True, True
+        if handle._attempt_done:
+            return False, False  # second call, after an Interrupt landed in the first
+        handle._attempt_done = True
+        runner._stale_timers += 1  # its timeout timer, unless it fired
+        return False, handle._interrupted != NOT_INTERRUPTED
+
+
+def abandoned_thread_returned(runner: Runner, handle: TaskHandle, attempt: int, ran_for: float) -> None:
     runner_log.warning(
         "abandoned attempt %d of task %s (id %s) returned after %.1fs; its outcome is discarded and the thread exits",
-        handle.attempts,
+        attempt,
         handle.name,
         handle.id,
         ran_for,
     )
     with runner._lock:
+        runner._abandoned_idents.discard(threading.get_ident())
         runner._abandoned_changed_locked(-1)
         runner._threads.discard(threading.current_thread())
         runner._thread_exit.notify_all()

@@ -13,6 +13,7 @@ ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
     "offload.contrib.django",
     "tests.django_project.shop",
 ]
@@ -24,12 +25,12 @@ except ImportError:
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": "test",
+        "NAME": os.environ.get("OFFLOAD_TEST_PG_NAME", "test"),  # a child server uses the test database
         "USER": os.environ.get("PGUSER", "postgres"),
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("PGPORT", "5432"),
         "CONN_MAX_AGE": 0,
-        "TEST": {"NAME": f"test_offload_{os.getpid()}"},
+        "TEST": {"NAME": os.environ.get("OFFLOAD_TEST_PG_NAME", f"test_offload_{os.getpid()}")},
     },
     "sqlite": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -38,9 +39,16 @@ DATABASES = {
         "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"offload-tests-{os.getpid()}-test.sqlite3")},
     },
 }
+ROOT_URLCONF = "tests.django_project.urls"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+LOGIN_URL = "/login/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-OFFLOAD = {"WORKERS": 4, "DRAIN_TIMEOUT": 10}
+OFFLOAD = {"WORKERS": 4, "DRAIN_TIMEOUT": float(os.environ.get("OFFLOAD_TEST_DRAIN", "20"))}
 
 TASKS = {
     "default": {

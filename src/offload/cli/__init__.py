@@ -15,10 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"offload {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import dashboard, demo, show, status, tasks
+    from . import dashboard, demo, journal, show, status, tasks, worker
 
     demo.add_parser(commands)
-    for module in (dashboard, status, tasks, show):
+    for module in (dashboard, status, tasks, show, worker, journal):
         module.add_parser(commands)
     return parser
 

@@ -150,7 +150,7 @@ class DashboardApp:
         return self._page(ctx, title, body, route.path)
 
     def _context(self, request: Request) -> _views.Context:
-        return _views.Context(request, csrf=self.guard.csrf_token(), actions=not self.guard.read_only)
+        return _views.Context(request, csrf=self.guard.csrf_token(request), actions=not self.guard.read_only)
 
     def _page(self, ctx: _views.Context, title: str, body: Markup, current: str, status: int = 200) -> Response:
         html = page(
@@ -253,6 +253,7 @@ def create_app(
     allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
     read_only: bool = False,
     metrics: bool | None = None,
+    csrf: Callable[[dict[str, Any]], str] | None = None,
 ) -> DashboardApp:
     """Build the dashboard's WSGI application.
 
@@ -270,6 +271,11 @@ def create_app(
             or ``authorize`` the dashboard is always read-only.
         metrics: serve ``/metrics``; by default when ``prometheus_client`` is
             installed and the source is a live runner.
+        csrf: with ``authorize``, the host framework's CSRF token for a request
+            (``csrf(environ) -> str``). Pages embed it (form field ``csrf``, header
+            ``X-CSRF-Token``) and the framework must verify it on POSTs before
+            calling the app, which then skips its own token check (the same-origin
+            check stays). The Django integration does this with Django's CSRF.
     """
     from .._errors import ConfigurationError
 
@@ -279,7 +285,7 @@ def create_app(
         raise ConfigurationError("create_app(): give source or runner, not both")
     if not isinstance(source, Source):
         raise ConfigurationError(f"create_app(): source must implement offload.dashboard.Source, got {source!r}")
-    guard = Guard(token=token, authorize=authorize, allowed_hosts=allowed_hosts, read_only=read_only)
+    guard = Guard(token=token, authorize=authorize, allowed_hosts=allowed_hosts, read_only=read_only, csrf=csrf)
     collector = None
     if metrics is not False and isinstance(source, LiveSource):
         from ._metrics import prometheus_available

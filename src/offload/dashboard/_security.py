@@ -96,7 +96,11 @@ class Guard:
         authorize: Authorize | None,
         allowed_hosts: Iterable[str],
         read_only: bool,
+        csrf: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
+        if csrf is not None and (authorize is None or not callable(csrf)):
+            raise ConfigurationError("dashboard: csrf= (the host framework's token) needs authorize= and a callable")
+        self._framework_csrf = csrf
         if token is not None and (not isinstance(token, str) or len(token) < 16):
             raise ConfigurationError(
                 "dashboard: token must be a string of at least 16 characters (use secrets.token_urlsafe())"
@@ -125,7 +129,10 @@ class Guard:
         """The login cookie's value (derived from the token, not the token itself)."""
         return self._session
 
-    def csrf_token(self) -> str:
+    def csrf_token(self, request: Request) -> str:
+        """The token pages embed: the host framework's when mounted with ``csrf=``, else the app's."""
+        if self._framework_csrf is not None:
+            return self._framework_csrf(request.environ)
         return self._csrf
 
     def check_host(self, request: Request) -> None:
@@ -164,6 +171,8 @@ class Guard:
         if self.bearer(request):
             return  # not sent by a browser on its own: cross-site requests cannot set this header
         self.check_same_origin(request)
+        if self._framework_csrf is not None:
+            return  # the host framework checked its token before calling the app
         sent = request.header("X-CSRF-Token") or request.form().get("csrf", "")
         if not hmac.compare_digest(sent.encode(), self._csrf.encode()):
             raise HTTPError(403, "missing or wrong CSRF token")

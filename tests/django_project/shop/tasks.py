@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from django.db import connection
@@ -60,3 +61,9 @@ def create_order(email: str) -> int:
 @django_task(backend="immediate", retries=2, timeout=5)
 def on_another_backend(x: int) -> int:
     return x * 2
+
+
+@offload.task(name="shop.record_order")
+def record_order(email: str) -> None:
+    time.sleep(0.02)  # some work: many tasks are still queued when the server is told to stop
+    Order.objects.create(email=email)

@@ -11,6 +11,7 @@ arguments; the rest belong to the Django integration::
         "ON_COMMIT": True,         # enqueue inside atomic() waits for the commit
         "ON_COMMIT_DATABASE": "default",
         "CLOSE_CONNECTIONS": True, # close_old_connections() around every attempt
+        "DASHBOARD_PERMISSION": None,  # who sees the staff dashboard: None = is_staff
     }
 """
 
@@ -23,7 +24,12 @@ from ..._config import RunnerSettings
 from ..._errors import ConfigurationError
 
 RUNNER_KEYS = {name.upper(): name for name in RunnerSettings.names()}
-APP_DEFAULTS: dict[str, Any] = {"ON_COMMIT": True, "ON_COMMIT_DATABASE": "default", "CLOSE_CONNECTIONS": True}
+APP_DEFAULTS: dict[str, Any] = {
+    "ON_COMMIT": True,
+    "ON_COMMIT_DATABASE": "default",
+    "CLOSE_CONNECTIONS": True,
+    "DASHBOARD_PERMISSION": None,
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class OffloadSettings:
     on_commit: bool
     on_commit_database: str
     close_connections: bool
+    dashboard_permission: str | None
 
 
 def load(raw: object, where: str = "settings.OFFLOAD") -> OffloadSettings:
@@ -57,9 +64,15 @@ def load(raw: object, where: str = "settings.OFFLOAD") -> OffloadSettings:
         raise ConfigurationError(
             f"{where}['ON_COMMIT_DATABASE'] must be a database alias, got {app['ON_COMMIT_DATABASE']!r}"
         )
+    permission = app["DASHBOARD_PERMISSION"]
+    if permission is not None and (not isinstance(permission, str) or permission.count(".") != 1):
+        raise ConfigurationError(
+            f"{where}['DASHBOARD_PERMISSION'] must be None or 'app_label.codename', got {permission!r}"
+        )
     return OffloadSettings(
         runner_options=options,
         on_commit=app["ON_COMMIT"],
         on_commit_database=app["ON_COMMIT_DATABASE"],
         close_connections=app["CLOSE_CONNECTIONS"],
+        dashboard_permission=permission,
     )

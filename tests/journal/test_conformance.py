@@ -1,0 +1,25 @@
+"""Both stores pass the public conformance suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from offload.journal import MemoryStore, SQLiteJournal
+from offload.testing.journal import StoreConformance
+
+
+class TestMemoryStore(StoreConformance):
+    @pytest.fixture
+    def store(self) -> MemoryStore:
+        return MemoryStore()
+
+
+class TestSQLiteJournal(StoreConformance):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SQLiteJournal]:
+        journal = SQLiteJournal(tmp_path / "journal.sqlite3")
+        yield journal
+        journal.close()

@@ -1,0 +1,162 @@
+"""Journal mode inside one process: what each step of a task writes, and shutdown."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import offload
+from offload import ConfigurationError, Retry, State
+from offload.journal import MemoryStore, SQLiteJournal
+
+from ..conftest import WAIT
+
+gate = threading.Event()
+
+
+@offload.task(name="runtime.add")
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@offload.task(name="runtime.boom")
+def boom() -> None:
+    raise ValueError("boom")
+
+
+@offload.task(name="runtime.flaky", retries=1, backoff=0.0, jitter=False)
+def flaky() -> str:
+    if not gate.is_set():
+        gate.set()
+        raise Retry(delay=0.0)
+    return "ok"
+
+
+@offload.task(name="runtime.blocked")
+def blocked(event_name: str) -> None:
+    pass
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteJournal:
+    return SQLiteJournal(tmp_path / "j.sqlite3")
+
+
+def test_success_and_failure_are_recorded(store: SQLiteJournal) -> None:
+    with offload.Runner(workers=2, journal=store) as runner:
+        ok = runner.submit(add, 2, 3)
+        bad = runner.submit(boom)
+        assert ok.result(timeout=WAIT) == 5
+        assert isinstance(bad.exception(timeout=WAIT), ValueError)
+    row = store.fetch(ok.id)
+    assert row is not None
+    assert (row.state, row.result, row.attempts, row.owner, row.name) == ("succeeded", "5", 1, None, "runtime.add")
+    row = store.fetch(bad.id)
+    assert row is not None
+    assert row.state == "failed"
+    assert row.error is not None
+    assert (row.error.type, row.error.message) == ("builtins.ValueError", "boom")
+    assert "raise ValueError" in row.error.traceback
+    store.close()
+
+
+def test_a_retry_counts_attempts_in_the_journal(store: SQLiteJournal) -> None:
+    gate.clear()
+    with offload.Runner(workers=1, journal=store) as runner:
+        assert runner.submit(flaky).result(timeout=WAIT) == "ok"
+        handle_id = runner.submit(add, 1, 1).id
+    rows = {row.name: row for row in store.list_tasks()}
+    assert (rows["runtime.flaky"].state, rows["runtime.flaky"].attempts) == ("succeeded", 2)
+    assert store.fetch(handle_id).state == "succeeded"  # type: ignore[union-attr]
+    store.close()
+
+
+def test_cancel_is_recorded(store: SQLiteJournal, fake_clock: offload.testing.FakeClock) -> None:
+    with offload.Runner(workers=1, journal=store, clock=fake_clock) as runner:
+        later = runner._enqueue(add, (1, 2), {}, countdown=60.0)
+        assert store.fetch(later.id).state == "scheduled"  # type: ignore[union-attr]
+        assert later.cancel()
+    row = store.fetch(later.id)
+    assert row is not None
+    assert (row.state, row.reason) == ("cancelled", "cancelled")
+    store.close()
+
+
+def test_shutdown_leaves_waiting_work_in_the_journal_for_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with offload.Runner(workers=1, journal=path, drain_timeout=0.0) as runner:
+        later = runner._enqueue(add, (20, 22), {}, countdown=0.5)
+    store = SQLiteJournal(path)
+    row = store.fetch(later.id)
+    assert row is not None
+    assert (row.state, row.owner) == ("scheduled", None)  # released: any process may take it
+    store.close()
+    with offload.Runner(workers=1, journal=path) as again:
+        handle = None
+        deadline = threading.Event()
+        for _ in range(int(WAIT / 0.05)):
+            handle = again.get(later.id)
+            if handle is not None:
+                break
+            deadline.wait(0.05)
+        assert handle is not None, "the next runner never claimed the task"
+        assert handle.result(timeout=WAIT) == 42
+
+
+def test_any_store_works_including_the_memory_one() -> None:
+    store = MemoryStore()
+    with offload.Runner(workers=1, journal=store) as runner:
+        assert runner.submit(add, 1, 2).result(timeout=WAIT) == 3
+    (row,) = store.list_tasks()
+    assert row.state == "succeeded"
+    assert row.result == "3"
+
+
+def test_at_most_once_is_validated_and_recorded(store: SQLiteJournal) -> None:
+    with pytest.raises(ConfigurationError, match="at_most_once must be True or False"):
+        offload.task(at_most_once="yes")(lambda: None)  # type: ignore[call-overload]
+
+    @offload.task(name="runtime.once", at_most_once=True)
+    def once() -> int:
+        return 1
+
+    with offload.Runner(workers=1, journal=store) as runner:
+        handle = runner.submit(once)
+        handle.result(timeout=WAIT)
+    row = store.fetch(handle.id)
+    assert row is not None
+    assert row.at_most_once
+    assert handle.state is State.SUCCEEDED
+    store.close()
+
+
+release = threading.Event()
+started = threading.Event()
+
+
+@offload.task(name="runtime.wait")
+def wait_for_release() -> str:
+    started.set()
+    assert release.wait(WAIT)
+    return "done"
+
+
+def test_journal_write_errors_in_workers_are_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteJournal(tmp_path / "j.sqlite3")
+    release.clear()
+    started.clear()
+    with offload.Runner(workers=1, journal=store) as runner:
+        handle = runner.submit(wait_for_release)
+        assert started.wait(WAIT)
+        store.close()  # the journal goes away under a running task: its finish cannot be written
+        release.set()
+        assert handle.result(timeout=WAIT) == "done"  # the task's outcome is not lost in memory
+        with pytest.raises(offload.JournalError, match="closed"):
+            runner.submit(add, 1, 2)  # and an enqueue that cannot be written is refused, not accepted
+        assert runner._journal is not None
+        assert runner._journal.errors >= 1
+    assert "outcome of task runtime.wait" in caplog.text
