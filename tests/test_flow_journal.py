@@ -60,3 +60,67 @@ class Finished(offload.Hook):
 
     def after_success(self, handle: offload.TaskHandle, result: object) -> None:
         self.done.put((handle.id, result))
+
+
+@offload.task(name="tests.flow_journal.echo")
+def echo(n: int) -> int:
+    return n
+
+
+def test_an_expired_task_is_cancelled_in_the_journal(tmp_path: Path) -> None:
+    from offload.journal import SQLiteJournal
+    from offload.testing import FakeClock, use_runner
+
+    clock = FakeClock()
+    store = SQLiteJournal(tmp_path / "j.sqlite3")
+    gate, busy = threading.Event(), threading.Event()
+
+    @offload.task(name="tests.flow_journal.blocker")
+    def blocker() -> None:
+        busy.set()
+        assert gate.wait(WAIT)
+
+    with Runner(workers=1, journal=store, clock=clock) as runner, use_runner(runner):
+        runner.submit(blocker)
+        assert busy.wait(WAIT)
+        handle = echo.apply_async(args=(1,), expires=10)
+        clock.advance(10)
+        assert handle.wait(WAIT) and handle.state is offload.State.EXPIRED
+        gate.set()
+    row = store.fetch(handle.id)
+    assert row is not None and row.state == "cancelled"  # not queued: a restart will not run it
+
+
+@offload.task(name="tests.flow_journal.unique", unique=True)
+def unique_echo(n: int) -> int:
+    return n
+
+
+def test_a_unique_twin_that_lost_the_race_leaves_no_row(tmp_path: Path) -> None:
+    from offload._flow import attach
+    from offload._handle import TaskHandle
+    from offload._ids import new_task_id
+    from offload.journal import SQLiteJournal
+
+    store = SQLiteJournal(tmp_path / "j.sqlite3")
+    gate, busy = threading.Event(), threading.Event()
+
+    @offload.task(name="tests.flow_journal.blocker2")
+    def blocker() -> None:
+        busy.set()
+        assert gate.wait(WAIT)
+
+    with Runner(workers=1, journal=store) as runner:
+        runner.submit(blocker)
+        assert busy.wait(WAIT)
+        first = runner.submit(unique_echo, 1)
+        # A second enqueue of the same key that passed the lock-free look before `first`
+        # was indexed (two threads at once): it is admitted, journaled, then refused.
+        options = unique_echo.options
+        twin = TaskHandle(new_task_id(), unique_echo.name, unique_echo.fn, (1,), {}, options, runner, 0.0, 0)
+        attach(runner, twin, options, 0.0, None)
+        assert runner._admit(twin, 0.0) is first
+        assert store.fetch(twin.id) is None
+        assert store.fetch(first.id) is not None
+        gate.set()
+        assert first.result(timeout=WAIT) == 1

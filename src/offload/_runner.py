@@ -340,10 +340,13 @@ class Runner:
             return handle
         self._journal.enqueue(handle, delay)  # on disk first; undone below if refused
         try:
-            return self._queue(handle, delay)
+            queued = self._queue(handle, delay)
         except BaseException:
             self._journal.forget(handle)
             raise
+        if queued is not handle:  # a unique twin got in first: this row must not run after a restart
+            self._journal.forget(handle)
+        return queued
 
     def _queue(self, handle: TaskHandle, delay: float, *, wait_for_room: bool = True) -> TaskHandle:
         """Make a handle wait for its time or a worker (QueueFullError if no room)."""
