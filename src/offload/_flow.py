@@ -1,16 +1,21 @@
-"""Flow control around the core runner: task context, expiry, unique tasks and
-the hand-off to rate/concurrency limits (``_limits.py``).
+"""Flow control around the core runner: task context, expiry, unique tasks,
+cooperative cancel, and the hand-off to rate/concurrency limits (``_limits.py``).
 
 A task that uses none of these costs nothing: its handle's ``_flow`` stays
 ``None`` and the runner's hot paths test only that. A task that uses any of
 them gets one small :class:`Flow` object at enqueue, and the runner calls in here
-at four points, always with its lock held:
+at a few points:
 
-- ``_enqueue``: :func:`attach` (before the lock: validation, the unique key, the
-  expiry time) then :func:`admit_locked` (under it: the unique index, the expiry timer);
-- the worker's pop: :func:`may_start_locked` (limits, expiry);
+- ``_enqueue``: :func:`attach` (no lock: validation, the unique key, the expiry
+  time); ``_queue``: :func:`attach_recovered` for tasks recovered from the journal,
+  then, under the lock, :func:`duplicate_locked` and :func:`admit_locked` (the
+  unique index, the expiry timer);
+- the worker's pop: :func:`may_start_locked` (expiry, limits, binding the context);
 - the end of an attempt: :func:`attempt_ended_locked` (frees a concurrency slot);
-- ``_retire``: :func:`retired_locked` (leaves the unique index).
+- ``cancel()`` of a running task: :func:`request_cancel_locked`;
+- ``_retire``: :func:`retired_locked` (leaves the unique index, passes on a
+  promised token or slot, lets go of the Flow);
+- the scheduler: :func:`expire_locked` and :func:`coroutine_timeout_locked`.
 """
 
 from __future__ import annotations
