@@ -433,6 +433,15 @@ def mem_growth(report: Report, quick: bool) -> None:
 # -- main --------------------------------------------------------------------------------------
 
 
+def journal_workload(fn: Callable[[bool], list[dict[str, Any]]]) -> Callable[[Report, bool], None]:
+    def run(report: Report, quick: bool) -> None:
+        for row in fn(quick):
+            row["result"] = verdict(row["result"]) if row.get("target") else ""
+            report.add(Row(**row, table="journal"))
+
+    return run
+
+
 def flow_workload(name: str) -> Callable[[Report, bool], None]:
     """A workload of flow.py (offload only), its rows added to the report."""
 
@@ -447,26 +456,17 @@ def flow_workload(name: str) -> Callable[[Report, bool], None]:
     return run
 
 
-def journal_workload(fn: Callable[[bool], list[dict[str, Any]]]) -> Callable[[Report, bool], None]:
-    def run(report: Report, quick: bool) -> None:
-        for row in fn(quick):
-            row["result"] = verdict(row["result"]) if row.get("target") else ""
-            report.add(Row(**row, table="journal"))
-
-    return run
-
-
 WORKLOADS: dict[str, Callable[[Report, bool], None]] = {
     "W1": w1_throughput,
     "W2": w2_enqueue,
     "W3": w3_latency,
     "W4": w4_sleepers,
     "MEM": mem_growth,
-    "RATE": flow_workload("RATE"),
-    "SCHED": flow_workload("SCHED"),
     "J1": journal_workload(durable.j1_throughput),
     "J2": journal_workload(durable.j2_enqueue),
     "J3": journal_workload(durable.j3_recovery),
+    "RATE": flow_workload("RATE"),
+    "SCHED": flow_workload("SCHED"),
 }
 
 

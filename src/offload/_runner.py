@@ -289,7 +289,7 @@ class Runner:
             fn = target
             name = callable_name(target) if name is None else check.name("offload.Thread", "name", name)
         if args or kwargs:
-            check_request_bound(name, args, kwargs)
+            check_request_bound(name, args, kwargs, self._journal is not None)
         delay = 0.0 if countdown is None and eta is None else self._delay_for(name, countdown, eta)
         if priority is None:
             priority = options.priority

@@ -209,3 +209,10 @@ def test_aenqueue_from_async_code() -> None:
 
     result = asyncio.run(view())
     assert wait_finished(result).return_value == 11
+
+
+def test_an_async_task_runs_on_the_pool() -> None:
+    from .shop.tasks import async_double
+
+    result = wait_finished(async_double.enqueue(21))
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42

@@ -67,3 +67,8 @@ def on_another_backend(x: int) -> int:
 def record_order(email: str) -> None:
     time.sleep(0.02)  # some work: many tasks are still queued when the server is told to stop
     Order.objects.create(email=email)
+
+
+@django_task
+async def async_double(x: int) -> int:
+    return x * 2
