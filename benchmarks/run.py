@@ -173,6 +173,9 @@ class Report:
         journal = [r for r in self.rows if r.table == "journal"]
         if journal:
             tables.append(self._table(journal, durable.COLUMNS, "journal / Huey"))
+        flow = [r for r in self.rows if r.table == "flow"]
+        if flow:
+            tables.append(self._table(flow, (OFFLOAD,), "vs baseline"))
         return "\n\n".join(tables)
 
     @staticmethod
@@ -448,7 +451,7 @@ def flow_workload(name: str) -> Callable[[Report, bool], None]:
         for row in flow.WORKLOADS[name](quick):
             ok = row.pop("ok")
             value = row.pop("value")
-            report.add(Row(values={OFFLOAD: value}, result="" if ok is None else verdict(ok), **row))
+            report.add(Row(values={OFFLOAD: value}, result="" if ok is None else verdict(ok), table="flow", **row))
 
     return run
 

@@ -33,7 +33,15 @@ from . import _validate as check
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RunnerSettings
 from ._errors import ConfigurationError, PayloadError, QueueFullError, RunnerClosedError
-from ._flow import FlowState, admit_locked, attach, duplicate_locked, request_cancel_locked, retired_locked
+from ._flow import (
+    FlowState,
+    admit_locked,
+    attach,
+    attach_recovered,
+    duplicate_locked,
+    request_cancel_locked,
+    retired_locked,
+)
 from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
 from ._ids import new_task_id
@@ -332,13 +340,18 @@ class Runner:
             return handle
         self._journal.enqueue(handle, delay)  # on disk first; undone below if refused
         try:
-            return self._queue(handle, delay)
+            queued = self._queue(handle, delay)
         except BaseException:
             self._journal.forget(handle)
             raise
+        if queued is not handle:  # a unique twin got in first: this row must not run after a restart
+            self._journal.forget(handle)
+        return queued
 
     def _queue(self, handle: TaskHandle, delay: float, *, wait_for_room: bool = True) -> TaskHandle:
         """Make a handle wait for its time or a worker (QueueFullError if no room)."""
+        if handle._flow is None and handle._options.flow:
+            attach_recovered(handle, handle._options)  # recovered from the journal: context and limits
         spawn = False
         with self._lock:
             if self._state is not self._RUNNING:
