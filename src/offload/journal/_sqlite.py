@@ -506,22 +506,15 @@ class SQLiteJournal(Store):
 
     def list_tasks(self, where: Filter | None = None) -> list[TaskRecord]:
         where = where or Filter()
-        conditions: list[str] = []
-        params: list[object] = []
-        if where.state is not None:
-            conditions.append("state = ?")
-            params.append(where.state)
-        if where.name is not None:
-            conditions.append("name = ?")
-            params.append(where.name)
-        if where.finished_before is not None:
-            conditions.append("finished_at < ?")
-            params.append(where.finished_before)
-        sql = f"SELECT {COLUMNS} FROM tasks"
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        sql += f" ORDER BY seq {'DESC' if where.newest_first else 'ASC'} LIMIT ?"
-        return [record_from_row(row) for row in self._read(sql, (*params, where.limit))]
+        conditions, params = _where(where)
+        sql = f"SELECT {COLUMNS} FROM tasks{conditions}"
+        sql += f" ORDER BY seq {'DESC' if where.newest_first else 'ASC'} LIMIT ? OFFSET ?"
+        return [record_from_row(row) for row in self._read(sql, (*params, where.limit, where.offset))]
+
+    def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
+        conditions, params = _where(where or Filter())
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM tasks{conditions} LIMIT ?)"
+        return int(self._read(sql, (*params, -1 if cap is None else cap))[0][0])
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
@@ -583,6 +576,30 @@ class SQLiteJournal(Store):
     def schema_version(self) -> int:
         """The file's schema version (``PRAGMA user_version``)."""
         return int(self._read("PRAGMA user_version")[0][0])
+
+
+# Filter field -> SQL condition on it.
+_CONDITIONS = (
+    ("state", "state = ?"),
+    ("name", "name = ?"),
+    ("queue", "queue = ?"),
+    ("created_since", "created_at >= ?"),
+    ("created_before", "created_at < ?"),
+    ("finished_since", "finished_at >= ?"),
+    ("finished_before", "finished_at < ?"),
+)
+
+
+def _where(where: Filter) -> tuple[str, list[object]]:
+    """The WHERE clause (with its leading space, or empty) and parameters of a filter."""
+    conditions: list[str] = []
+    params: list[object] = []
+    for field, condition in _CONDITIONS:
+        value = getattr(where, field)
+        if value is not None:
+            conditions.append(condition)
+            params.append(value)
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
 
 _OWNERS = (
