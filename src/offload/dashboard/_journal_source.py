@@ -289,7 +289,7 @@ class JournalSource:
         """Cancel a waiting row; the process holding it skips it when its turn comes."""
         record = self._get(task_id)
         if record.state == State.CANCELLED.value:
-            return False
+            return True  # already: cancelling is idempotent
         if record.state not in WAITING or not self.store.cancel(task_id, "cancelled from the dashboard", self._clock()):
             state = self._get(task_id).state
             raise ActionError(
