@@ -89,6 +89,11 @@ def journal_runner(path: Path, **options: Any) -> Runner:
 
 @pytest.fixture
 def written(tmp_path: Path) -> Written:
+    return write_journal(tmp_path)
+
+
+def write_journal(tmp_path: Path) -> Written:
+    """A journal with a failed, a succeeded, a scheduled and a failed-once task, its runner shut down."""
     path = tmp_path / "offload.sqlite3"
     runner = journal_runner(path)
     try:
