@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -355,6 +357,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.subprocess
 def test_shows_every_process_sharing_the_journal_after_they_exited(written: Written, tmp_path: Path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -432,3 +435,41 @@ def test_cli_journal_and_url_are_exclusive(capsys: pytest.CaptureFixture[str], w
         main(["status", "--journal", str(written.path), "--url", "http://127.0.0.1:9/"])
     assert exit_.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_http_source_over_a_journal_dashboard_reads_the_same(api: Client, source: JournalSource, written: Written):
+    from offload.dashboard import HttpSource
+
+    remote = HttpSource(f"http://{api.default_host}/", token=TOKEN)
+    assert remote.tasks(TaskQuery(limit=10)) == source.tasks(TaskQuery(limit=10))
+    assert remote.task(written.failed) == source.task(written.failed)
+    assert remote.names() == source.names()
+    assert remote.running() == source.running() == []
+
+
+@pytest.mark.subprocess
+def test_dashboard_command_serves_a_journal(written: Written):
+    env = {**os.environ, "OFFLOAD_DASHBOARD_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "offload", "dashboard", "--journal", str(written.path), "--port", "0"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"offload dashboard on (http://127\.0\.0\.1:\d+/) \(actions enabled", line)
+        assert match, line
+        client = Client(match[1])
+        assert client.get("/api/stats").status == 401
+        stats = client.get("/api/stats", headers=AUTH).json()
+        assert (stats["counts"]["failed"], stats["counts"]["scheduled"]) == (2, 1)
+        assert str(written.path) in stats["source"]
+        assert client.post("/api/purge", headers=AUTH).json() == {"purged": 3}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=WAIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=WAIT)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    with JournalSource(written.path) as source:
+        assert [t.id for t in source.tasks(TaskQuery()).tasks] == [written.scheduled]
