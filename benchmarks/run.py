@@ -3,6 +3,7 @@
     python benchmarks/run.py            # full run (a few minutes on 2 cores)
     python benchmarks/run.py --quick    # smoke run, scaled-down workloads
     python benchmarks/run.py --only W1,W3,MEM
+    python benchmarks/run.py --only RATE,SCHED   # flow control (benchmarks/flow.py)
 
 Every workload runs in this one process against three contenders, one after
 the other and interleaved repetition by repetition:
@@ -11,7 +12,8 @@ the other and interleaved repetition by repetition:
 - ``concurrent.futures.ThreadPoolExecutor(max_workers=N)``,
 - ``offload.Runner(workers=N)``.
 
-MEM is offload only and runs in a fresh child interpreter. The exit status is 0
+MEM is offload only and runs in a fresh child interpreter; RATE and SCHED
+(flow control, in flow.py) are offload only, against their ideal or an empty heap. The exit status is 0
 even when a target is missed: this is a report; missed targets say ``MISSED``.
 See benchmarks/README.md for what each workload measures.
 """
@@ -437,6 +439,20 @@ def journal_workload(fn: Callable[[bool], list[dict[str, Any]]]) -> Callable[[Re
     return run
 
 
+def flow_workload(name: str) -> Callable[[Report, bool], None]:
+    """A workload of flow.py (offload only), its rows added to the report."""
+
+    def run(report: Report, quick: bool) -> None:
+        import flow
+
+        for row in flow.WORKLOADS[name](quick):
+            ok = row.pop("ok")
+            value = row.pop("value")
+            report.add(Row(values={OFFLOAD: value}, result="" if ok is None else verdict(ok), **row))
+
+    return run
+
+
 WORKLOADS: dict[str, Callable[[Report, bool], None]] = {
     "W1": w1_throughput,
     "W2": w2_enqueue,
@@ -446,6 +462,8 @@ WORKLOADS: dict[str, Callable[[Report, bool], None]] = {
     "J1": journal_workload(durable.j1_throughput),
     "J2": journal_workload(durable.j2_enqueue),
     "J3": journal_workload(durable.j3_recovery),
+    "RATE": flow_workload("RATE"),
+    "SCHED": flow_workload("SCHED"),
 }
 
 

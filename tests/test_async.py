@@ -104,22 +104,45 @@ def test_async_failure_is_recorded(runner):
     assert "async boom" in handle.error.traceback
 
 
-def test_async_timeout_cancels_the_coroutine(runner):
-    cancelled = threading.Event()
+def test_async_timeout_cancels_the_coroutine_on_the_fake_clock():
+    clock = FakeClock()
+    started = threading.Event()
+    unwound = threading.Event()
 
-    @offload.task(name="tests.async.slow", timeout=0.05)
+    @offload.task(name="tests.async.slow", timeout=30)
     async def slow() -> None:
+        started.set()
         try:
             await asyncio.Event().wait()  # never set
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
+        finally:
+            unwound.set()
 
-    handle = runner.submit(slow)
-    with pytest.raises(TaskTimeoutError, match=r"exceeded its timeout of 0\.05s; its coroutine was cancelled"):
-        handle.result(timeout=WAIT)
-    assert cancelled.wait(WAIT)
-    assert handle.state is State.FAILED
+    with Runner(workers=1, clock=clock) as runner:
+        handle = runner.submit(slow)
+        assert started.wait(WAIT)
+        clock.advance(29.9)
+        assert not unwound.is_set()
+        clock.advance(0.1)
+        with pytest.raises(TaskTimeoutError, match=r"exceeded its timeout of 30s; its coroutine was cancelled"):
+            handle.result(timeout=WAIT)
+        assert unwound.is_set()  # the coroutine unwound before the attempt was recorded
+        assert handle.state is State.FAILED
+
+
+def test_an_async_task_that_finishes_in_time_leaves_a_stale_timer():
+    clock = FakeClock()
+
+    @offload.task(name="tests.async.quick", timeout=30)
+    async def quick() -> int:
+        return 1
+
+    with Runner(workers=1, clock=clock) as runner:
+        before = runner._stale_timers
+        assert runner.submit(quick).result(timeout=WAIT) == 1
+        # two: the watch on the call that made the coroutine, and the coroutine's own
+        assert runner._stale_timers == before + 2
+        clock.advance(30)  # the timer fires and finds nothing to do
+        assert runner.join(WAIT)
 
 
 def test_contextvars_travel_into_the_coroutine(runner):
@@ -174,3 +197,27 @@ def test_loop_thread_stops_at_shutdown():
     assert loop_thread.is_alive()
     runner.shutdown()
     assert not loop_thread.is_alive()
+
+
+def test_cancel_of_a_running_coroutine_cancels_it(runner):
+    started = threading.Event()
+    saw_cancel = threading.Event()
+
+    @offload.task(name="tests.async.cancellable", retries=3)
+    async def waits_forever() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            saw_cancel.set()
+            raise
+
+    handle = runner.submit(waits_forever)
+    assert started.wait(WAIT)
+    assert handle.cancel() is False  # running: asked, not yet done
+    with pytest.raises(offload.TaskCancelledError, match="cancelled while running"):
+        handle.result(timeout=WAIT)
+    assert saw_cancel.wait(WAIT)
+    assert handle.attempts == 1  # no retry after a cancel
+    assert handle.state is State.FAILED
+    assert not runner._flow_state.coroutines

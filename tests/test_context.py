@@ -138,3 +138,62 @@ def test_a_running_task_asked_to_cancel_gets_no_retry(runner):
 def test_bind_must_be_a_flag():
     with pytest.raises(offload.ConfigurationError, match=r"task 'tests.context.bad_bind': bind must be True or False"):
         offload.task(name="tests.context.bad_bind", bind="yes")(lambda context: None)
+
+
+def test_drain_timeout_asks_running_tasks_to_stop(fake_clock):
+    runner = Runner(workers=1, clock=fake_clock, drain_timeout=5.0)
+    started = threading.Event()
+
+    @offload.task(name="tests.context.long_running", bind=True)
+    def long_running(context: TaskContext) -> str:
+        started.set()
+        assert context.cancelled.wait(WAIT)
+        return "stopped at shutdown"
+
+    handle = runner.submit(long_running)
+    assert started.wait(WAIT)
+    runner.shutdown(wait=False)
+    fake_clock.advance(5.0)  # the drain deadline passes with the task still running
+    assert handle.result(timeout=WAIT) == "stopped at shutdown"
+    runner.shutdown(wait=True)
+
+
+def test_the_context_is_not_one_of_the_recorded_arguments(runner):
+    from offload.dashboard import LiveSource
+
+    seen: queue.Queue[tuple[str | None, int, int]] = queue.Queue()
+
+    @offload.task(name="tests.context.retried_from_dashboard", bind=True)
+    def fails_once(context: TaskContext, value: int) -> int:
+        seen.put((context.id, context.attempt, value))
+        if seen.qsize() == 1:
+            raise ValueError("first time")
+        return value
+
+    failed = runner.submit(fails_once, 5)
+    with pytest.raises(ValueError, match="first time"):
+        failed.result(timeout=WAIT)
+    assert failed._args == (5,)  # what the caller passed, no context
+    new_id = LiveSource(runner).retry(failed.id)
+    assert runner.get(new_id).result(timeout=WAIT) == 5
+    assert seen.get(timeout=WAIT) == (failed.id, 1, 5)
+    assert seen.get(timeout=WAIT) == (new_id, 1, 5)  # a fresh context for the new task
+
+
+def test_cancel_of_a_running_task_without_context_prevents_its_retries(runner):
+    started = threading.Event()
+    go_on = threading.Event()
+
+    @offload.task(name="tests.context.plain_cancel", retries=5)
+    def plain() -> None:
+        started.set()
+        assert go_on.wait(WAIT)
+        raise ConnectionError("transient, but cancelled")
+
+    handle = runner.submit(plain)
+    assert started.wait(WAIT)
+    assert handle.cancel() is False
+    go_on.set()
+    with pytest.raises(ConnectionError):
+        handle.result(timeout=WAIT)
+    assert handle.attempts == 1

@@ -138,3 +138,21 @@ def test_expired_done_callbacks_run(runner, fake_clock):
 def test_bad_expires(runner, expires, message):
     with pytest.raises(ConfigurationError, match=r"task 'tests.expiry.echo': " + message):
         echo.apply_async(args=(1,), expires=expires)
+
+
+def test_expires_before_an_eta_datetime_is_refused(runner, fake_clock):
+    now = datetime.fromtimestamp(fake_clock.time(), timezone.utc)
+    with pytest.raises(
+        ConfigurationError, match=r"task 'tests.expiry.echo': expires .* must be after the task's start"
+    ):
+        echo.apply_async(args=(1,), eta=now + timedelta(minutes=10), expires=now + timedelta(minutes=5))
+    assert runner.stats().submitted == 0
+
+
+def test_finished_tasks_mark_their_expiry_timer_stale(runner):
+    before = runner._stale_timers
+    handle = echo.apply_async(args=(6,), expires=3600)
+    assert handle.result(timeout=WAIT) == 6
+    assert runner.join(WAIT)
+    assert runner._stale_timers == before + 1
+    assert handle._flow is None  # the history keeps the outcome only

@@ -213,3 +213,74 @@ def test_rate_parsing():
 def test_bad_limits(options, message):
     with pytest.raises(ConfigurationError, match=r"task 'tests.limits.bad': " + message):
         offload.task(name="tests.limits.bad", **options)(lambda: None)
+
+
+def test_a_parked_task_expires(runner, fake_clock):
+    from offload.testing import use_runner
+
+    task, ran = recorder("tests.limits.expire", rate_limit="1/m")
+    with use_runner(runner):
+        first = task.apply_async(args=(0,))
+        assert first.wait(WAIT)
+        parked = task.apply_async(args=(1,), expires=30)
+        after = task.apply_async(args=(2,))
+        fake_clock.advance(30)
+        with pytest.raises(offload.TaskExpiredError):
+            parked.result(timeout=WAIT)
+        fake_clock.advance(30)
+        assert after.result(timeout=WAIT) == 2
+    assert drain(ran) == [0, 2]
+    assert runner.stats().expired == 1
+
+
+def test_parked_tasks_leave_nothing_to_spin_on(runner, fake_clock):
+    from offload._timers import TIMER_LIMIT
+
+    task, ran = recorder("tests.limits.no_spin", rate_limit="1/h")
+    handles = [runner.submit(task, i) for i in range(50)]
+    # Popped after every task above (lower priority): once it ran, all of them were taken.
+    marker = runner._enqueue(lambda: "after", (), {}, priority=-1)
+    assert marker.result(timeout=WAIT) == "after"
+    assert ran.get(timeout=WAIT) == 0
+    assert handles[0].wait(WAIT)
+    with runner._lock:
+        limiter = runner._flow_state.limiters["tests.limits.no_spin"]
+        # every waiting task is parked off the ready queue, behind one wake-up timer
+        assert len(limiter.parked) == 49
+        assert list(runner._ready) == []
+        assert [entry[2] for entry in runner._timers] == [TIMER_LIMIT]
+        assert runner._n_running == 0
+    for handle in handles[1:]:
+        handle.cancel()
+
+
+def test_a_released_task_cancelled_before_it_starts_passes_its_slot_on(fake_clock):
+    # Driven by hand under the runner lock, doing what a worker does on each pop,
+    # while the only worker is held by an unrelated task: the order is exact.
+    from offload._flow import attempt_ended_locked, may_start_locked
+
+    runner = Runner(workers=1, clock=fake_clock)
+    gate, busy = threading.Event(), threading.Event()
+
+    def blocker() -> None:
+        busy.set()
+        assert gate.wait(WAIT)
+
+    runner.submit(blocker)
+    assert busy.wait(WAIT)
+    task, ran = recorder("tests.limits.released_cancelled", concurrency=1)
+    a, b, c = (runner.submit(task, i) for i in range(3))
+    with runner._lock:
+        assert runner._ready.pop() is a and may_start_locked(runner, a)  # a takes the slot
+        assert runner._ready.pop() is b and not may_start_locked(runner, b)  # parked
+        assert runner._ready.pop() is c and not may_start_locked(runner, c)  # parked behind b
+        attempt_ended_locked(runner, a)  # a's attempt "ends": b is released to the ready queue
+        assert list(runner._ready) == [b]
+    assert b.cancel()  # cancelled before any worker took it
+    with runner._lock:
+        assert list(runner._ready) == [b, c]  # b's slot went to c (b's entry is skipped when popped)
+    assert a.cancel()
+    gate.set()
+    assert c.result(timeout=WAIT) == 2
+    assert drain(ran) == [2]
+    runner.shutdown()

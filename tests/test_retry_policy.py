@@ -3,7 +3,9 @@ httpx, retry_deadline and dont_retry_on. Stepped with the fake clock."""
 
 from __future__ import annotations
 
+import email.message
 import queue
+import urllib.error
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
@@ -71,6 +73,13 @@ def httpx_error(status: int, retry_after: str | None) -> httpx.HTTPStatusError:
     return httpx.HTTPStatusError(f"{status} error", request=request, response=response)
 
 
+def urllib_error(status: int, retry_after: str | None) -> urllib.error.HTTPError:
+    headers = email.message.Message()
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    return urllib.error.HTTPError("https://api.example.com/things", status, f"{status} error", headers, None)
+
+
 def test_retry_after_attribute_sets_the_delay(runner, fake_clock, watch):
     task = offload.task(name="tests.policy.attr", retries=2, backoff=1.0, jitter=False)(
         failing_then_ok(ThrottledError(30))
@@ -93,7 +102,7 @@ def test_retry_after_is_capped_by_max_backoff(runner, fake_clock, watch):
     assert handle.result(timeout=WAIT) == "ok"
 
 
-@pytest.mark.parametrize("make_error", [requests_error, httpx_error], ids=["requests", "httpx"])
+@pytest.mark.parametrize("make_error", [requests_error, httpx_error, urllib_error], ids=["requests", "httpx", "urllib"])
 @pytest.mark.parametrize("status", [429, 503])
 def test_http_retry_after_seconds(runner, fake_clock, watch, make_error, status):
     task = offload.task(name=f"tests.policy.http.{make_error.__name__}.{status}", retries=1, jitter=False)(
@@ -105,14 +114,14 @@ def test_http_retry_after_seconds(runner, fake_clock, watch, make_error, status)
     assert handle.result(timeout=WAIT) == "ok"
 
 
-@pytest.mark.parametrize("make_error", [requests_error, httpx_error], ids=["requests", "httpx"])
+@pytest.mark.parametrize("make_error", [requests_error, httpx_error, urllib_error], ids=["requests", "httpx", "urllib"])
 def test_http_retry_after_date(make_error):
     now = 1_767_225_600.0
     when = format_datetime(datetime.fromtimestamp(now + 90, timezone.utc), usegmt=True)
     assert requested_delay(make_error(429, when), now) == 90.0
 
 
-@pytest.mark.parametrize("make_error", [requests_error, httpx_error], ids=["requests", "httpx"])
+@pytest.mark.parametrize("make_error", [requests_error, httpx_error, urllib_error], ids=["requests", "httpx", "urllib"])
 def test_other_statuses_and_missing_headers_use_the_backoff(make_error):
     assert requested_delay(make_error(500, "12"), 0.0) is None
     assert requested_delay(make_error(429, None), 0.0) is None

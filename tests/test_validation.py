@@ -11,6 +11,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -803,3 +804,14 @@ def test_database_rows_pass_with_a_warning_at_the_callers_line(
         assert part in message, (part, message)
     assert caught[0].filename == __file__, "the warning points at the line that enqueued"
     assert runner.stats().submitted == 1, "in memory mode the task is accepted"
+
+
+@pytest.mark.parametrize(("make", "what", "fix"), STALE_PRONE)
+def test_database_rows_are_refused_by_a_journal_with_the_fix(
+    tmp_path: Path, make: Callable[[], object], what: str, fix: str
+) -> None:
+    with offload.Runner(workers=1, journal=str(tmp_path / "j.sqlite3")) as journaled:
+        with pytest.raises(offload.PayloadError) as info:
+            journaled.submit(notify, user=make())
+        assert_message(info, "'tests.validation.notify'", "kwargs['user']", what, fix, "journal")
+        assert journaled.stats().submitted == 0

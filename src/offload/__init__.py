@@ -15,7 +15,7 @@ timeouts, recorded failures, hooks and a graceful drain at exit.
 from ._clock import Clock
 from ._config import RunnerSettings
 from ._context import TaskContext
-from ._default import configure, default_runner, get, shutdown, stats, submit
+from ._default import configure, default_runner, get, shutdown, start, stats, submit
 from ._errors import (
     ConfigurationError,
     EnqueueError,
@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._handle import Attempt, ErrorInfo, State, TaskCancelledError, TaskExpiredError, TaskHandle
 from ._hooks import EVENTS, Hook, off, on
+from ._periodic import periodic, periodic_tasks
 from ._runner import Runner
 from ._signals import install_signal_handlers
 from ._stats import RunnerStats
@@ -84,8 +85,11 @@ __all__ = [
     "install_signal_handlers",
     "off",
     "on",
+    "periodic",
+    "periodic_tasks",
     "registered_tasks",
     "shutdown",
+    "start",
     "stats",
     "submit",
     "task",

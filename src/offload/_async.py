@@ -9,8 +9,9 @@ task, and coroutines of many tasks interleave on that loop while their
 workers wait (the pool still bounds how many run at once).
 
 The coroutine runs in a copy of the task's ``contextvars`` context. Its
-``timeout`` is enforced on the loop by cancelling the coroutine (the clean
-asyncio way), not by raising into the worker thread.
+``timeout`` is a timer in the runner's scheduler (``TIMER_CORO``, so the fake
+clock drives it) that cancels the coroutine on the loop (the clean asyncio
+way), not an exception raised into the worker thread.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ import concurrent.futures
 import sys
 import threading
 from collections.abc import Coroutine
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
+from ._clock import SYSTEM_CLOCK
 from ._errors import TaskTimeoutError
+from ._flow import cancel_requested
+from ._handle import TaskCancelledError
 from ._log import runner_log
+from ._timers import TIMER_CORO, push_timer
 
 if TYPE_CHECKING:
     from ._handle import TaskHandle
@@ -80,27 +86,90 @@ def stop_loop(runner: Runner, timeout: float = 5.0) -> None:
         loop.stop(timeout)
 
 
+class _Attempt:
+    """One coroutine attempt running on the loop; cancellable from any thread.
+
+    The worker waits on ``future``, which completes only once the asyncio task
+    has finished, so a cancelled or timed-out coroutine has unwound (its
+    ``finally`` blocks ran) before the attempt is recorded or retried.
+    """
+
+    __slots__ = ("cancel_asked", "future", "loop", "task", "timed_out")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.task: asyncio.Task[Any] | None = None
+        self.cancel_asked = False
+        self.timed_out = False  # set by the runner's timer (``TIMER_CORO``)
+
+    def start(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """On the loop: run the coroutine as a task (in the context this callback runs in)."""
+        if self.cancel_asked:
+            coro.close()
+            self.future.set_exception(concurrent.futures.CancelledError())
+            return
+        self.task = task = self.loop.create_task(coro)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            self.future.set_exception(concurrent.futures.CancelledError())
+        elif task.exception() is not None:
+            self.future.set_exception(task.exception())
+        else:
+            self.future.set_result(task.result())
+
+    def cancel(self) -> None:
+        """From any thread: cancel the coroutine (``CancelledError`` at its next await)."""
+        self.loop.call_soon_threadsafe(self._cancel_on_loop)
+
+    def _cancel_on_loop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        else:
+            self.cancel_asked = True
+
+
 def run_coroutine(
-    runner: Runner, handle: TaskHandle, coro: Coroutine[Any, Any, Any], elapsed: float
+    runner: Runner, handle: TaskHandle, coro: Coroutine[Any, Any, Any], started: float
 ) -> tuple[BaseException | None, Any]:
     """Run ``coro`` on the runner's loop; return ``(exception, result)`` of the attempt.
 
-    ``elapsed``: seconds the attempt already used (counted against its timeout).
+    ``started``: when the attempt started (runner clock); its timeout counts from it
+    and is served by the runner's scheduler (so a ``FakeClock`` drives it too).
     """
     timeout = None if runner._eager else handle._options.timeout
-    remaining = None if timeout is None else max(0.0, timeout - elapsed)
     loop = loop_for(runner).loop
-    driver = _drive(coro, remaining, handle, timeout)
+    attempt = _Attempt(loop)
     ctx = handle._ctx
-    # Scheduled from inside the task's context, so the loop's Task copies it.
-    if ctx is None:
-        future = asyncio.run_coroutine_threadsafe(driver, loop)
-    else:
-        future = ctx.run(asyncio.run_coroutine_threadsafe, driver, loop)
+    # The task copies the context its start callback runs in: a copy of the task's own.
+    context = copy_context() if ctx is None else ctx.run(copy_context)
+    coroutines = runner._flow_state.coroutines
+    with runner._lock:
+        coroutines[handle.id] = attempt  # so that cancel() and the timeout can reach it
+        if cancel_requested(handle):  # cancel() came while the function was being called
+            attempt.cancel_asked = True
+        if timeout is not None:
+            push_timer(runner, started + timeout, TIMER_CORO, handle)
     try:
-        result = future.result(None if remaining is None else remaining + _LOOP_GRACE)
+        loop.call_soon_threadsafe(attempt.start, coro, context=context)
+    except RuntimeError as exc:  # the loop was closed: the runner shut down under this attempt
+        coro.close()
+        with runner._lock:
+            coroutines.pop(handle.id, None)
+        return exc, None
+    # A safety net for a loop blocked by synchronous code (real time only: a fake
+    # clock's timeout may be hours away in real terms).
+    wait = None if timeout is None or runner._clock is not SYSTEM_CLOCK else timeout + _LOOP_GRACE
+    try:
+        result = attempt.future.result(wait)
+    except concurrent.futures.CancelledError:
+        if attempt.timed_out:
+            return _timeout_error(handle, timeout or 0.0), None
+        return TaskCancelledError(f"task {handle.name} (id {handle.id}) was cancelled while running"), None
     except concurrent.futures.TimeoutError:
-        future.cancel()
+        attempt.cancel()
         runner_log.error(
             "task %s (id %s): its event loop did not report within %gs of the timeout; "
             "is a coroutine blocking the loop with synchronous code?",
@@ -111,26 +180,12 @@ def run_coroutine(
         return _timeout_error(handle, timeout or 0.0), None
     except BaseException as exc:
         return exc, None
+    finally:
+        with runner._lock:
+            coroutines.pop(handle.id, None)
+            if timeout is not None and not attempt.timed_out:
+                runner._stale_timers += 1  # its timeout timer will find nothing to do
     return None, result
-
-
-async def _drive(
-    coro: Coroutine[Any, Any, Any], remaining: float | None, handle: TaskHandle, timeout: float | None
-) -> Any:
-    if remaining is None:
-        return await coro
-    task = asyncio.ensure_future(coro)
-    done, _ = await asyncio.wait({task}, timeout=remaining)
-    if not done:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # it raised while being cancelled: the timeout is what happened
-            pass
-        raise _timeout_error(handle, timeout or 0.0)
-    return task.result()
 
 
 def _timeout_error(handle: TaskHandle, timeout: float) -> TaskTimeoutError:

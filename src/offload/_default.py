@@ -6,6 +6,7 @@ the settings given to :func:`configure`; nothing is read at import time.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +96,14 @@ def get(task_id: str) -> TaskHandle | None:
         raise TypeError(f"get(): task id must be a str, got {task_id!r}")
     runner = _runner
     return None if runner is None else runner.get(task_id)
+
+
+def start(*, periodic: bool = True, state_dir: str | os.PathLike[str] | None = None) -> Runner:
+    """Start the default runner now and run the periodic tasks on it.
+
+    Call it once at application start-up (integrations do). See :meth:`Runner.start`.
+    """
+    return default_runner().start(periodic=periodic, state_dir=state_dir)
 
 
 def stats() -> RunnerStats:

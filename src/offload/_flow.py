@@ -18,14 +18,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _validate as check
 from ._context import TaskContext
 from ._errors import ConfigurationError, EnqueueError
 from ._handle import State, TaskHandle
-from ._limits import Limiter, try_start_locked
+from ._limits import Limiter, release_locked, try_start_locked
 from ._limits import attempt_ended_locked as _limits_attempt_ended
+from ._log import runner_log as log
 
 if TYPE_CHECKING:
     from ._runner import Runner
@@ -37,9 +39,10 @@ _QUEUED = State.QUEUED
 class Flow:
     """Per-task flow-control state (only for tasks that need it)."""
 
-    __slots__ = ("context", "expires_at", "holds_slot", "key", "limited", "released")
+    __slots__ = ("cancel_requested", "context", "expires_at", "holds_slot", "key", "limited", "released")
 
     def __init__(self) -> None:
+        self.cancel_requested = False  # cancel() was called while an attempt ran
         self.context: TaskContext | None = None
         self.key: Any = None
         self.expires_at: float | None = None  # runner monotonic time
@@ -51,9 +54,10 @@ class Flow:
 class FlowState:
     """Per-runner flow-control state: limiters, the unique index, counters."""
 
-    __slots__ = ("expired", "limiters", "loop", "unique")
+    __slots__ = ("coroutines", "expired", "limiters", "loop", "unique")
 
     def __init__(self) -> None:
+        self.coroutines: dict[str, Any] = {}  # task id -> its running coroutine (an _async._Attempt)
         self.limiters: dict[str, Limiter] = {}
         self.unique: dict[Any, TaskHandle] = {}
         self.expired = 0
@@ -114,7 +118,11 @@ def attach(
     flow = handle._flow = Flow()
     if options.bind:
         flow.context = TaskContext(handle, handle.name, options.retries)
-        handle._args = (flow.context, *handle._args)
+        # Bound into the function, not prepended to the arguments: ``_args`` stays
+        # what the caller passed (shown by the dashboard, reused by a retry from it).
+        fn = handle._fn
+        assert fn is not None
+        handle._fn = partial(fn, flow.context)
     if options.unique_key is not None:
         flow.key = unique_key(handle, options)
     if expires is not None:
@@ -123,9 +131,8 @@ def attach(
 
 
 def unique_key(handle: TaskHandle, options: TaskOptions) -> Any:
-    args = handle._args[1:] if options.bind else handle._args
     try:
-        key = options.unique_key(*args, **handle._kwargs)  # type: ignore[misc]
+        key = options.unique_key(*handle._args, **handle._kwargs)  # type: ignore[misc]
     except Exception as exc:
         raise EnqueueError(
             f"task {handle.name!r}: unique_key raised {type(exc).__name__}: {exc}; nothing was queued"
@@ -199,13 +206,62 @@ def attempt_ended_locked(runner: Runner, handle: TaskHandle) -> None:
 
 
 def retired_locked(runner: Runner, handle: TaskHandle) -> None:
+    """The task finished: leave the unique index, let go of the flow state."""
     flow: Flow = handle._flow
     if flow.key is not None and runner._flow_state.unique.get(flow.key) is handle:
         del runner._flow_state.unique[flow.key]
+    if flow.released:
+        # Released from a limiter's FIFO but finished (cancelled, expired) before a
+        # worker took it: the token or slot it was promised goes to the next in line.
+        limiter = runner._flow_state.limiters.get(handle.name)
+        if limiter is not None and limiter.parked:
+            release_locked(runner, limiter)
+    if flow.context is not None and isinstance(handle._fn, partial):
+        handle._fn = handle._fn.func  # kept (a failed task): its own function; a retry gets a new context
+    if flow.expires_at is not None and handle.state is not State.EXPIRED:
+        runner._stale_timers += 1  # its expiry timer will never matter: let compaction drop it
+    handle._flow = None  # the history keeps outcomes only (the context stays valid for its holders)
 
 
-def request_cancel_locked(handle: TaskHandle) -> None:
-    """``cancel()`` of a running task: set its context's event (cooperative)."""
+def request_cancel_locked(runner: Runner, handle: TaskHandle) -> None:
+    """``cancel()`` of a running task: cooperative, never an interruption.
+
+    No retry follows the attempt; a task with a context sees ``context.cancelled``
+    set; a coroutine is cancelled on the loop (``CancelledError`` at its next await).
+    """
+    flow: Flow | None = handle._flow
+    if flow is None:
+        flow = handle._flow = Flow()
+    flow.cancel_requested = True
+    if flow.context is not None:
+        flow.context.cancelled.set()
+    attempt = runner._flow_state.coroutines.get(handle.id)
+    if attempt is not None:
+        attempt.cancel()
+
+
+def coroutine_timeout_locked(runner: Runner, handle: TaskHandle, attempt_number: int) -> None:
+    """The scheduler's ``TIMER_CORO`` fired: cancel the coroutine of a timed-out attempt."""
+    attempt = runner._flow_state.coroutines.get(handle.id)
+    if attempt is None or handle.attempts != attempt_number:
+        return  # it finished in time
+    attempt.timed_out = True
+    log.warning(
+        "task %s (id %s) attempt %d exceeded its timeout of %gs; cancelling its coroutine",
+        handle.name,
+        handle.id,
+        attempt_number,
+        handle._options.timeout,
+    )
+    attempt.cancel()
+
+
+def signal_stop_locked(handle: TaskHandle) -> None:
+    """The drain timeout passed with the task still running: set ``context.cancelled``.
+
+    Only the signal: what happens to the attempt's outcome (a retry is dropped,
+    the task is then CANCELLED) is the shutdown's business.
+    """
     flow: Flow | None = handle._flow
     if flow is not None and flow.context is not None:
         flow.context.cancelled.set()
@@ -213,7 +269,7 @@ def request_cancel_locked(handle: TaskHandle) -> None:
 
 def cancel_requested(handle: TaskHandle) -> bool:
     flow: Flow | None = handle._flow
-    return flow is not None and flow.context is not None and flow.context.cancelled.is_set()
+    return flow is not None and flow.cancel_requested
 
 
 # -- expiry ---------------------------------------------------------------------

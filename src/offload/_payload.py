@@ -95,22 +95,32 @@ def _problem(value: Any) -> tuple[str, str, str] | None:
         return _classify(cls)
 
 
-def check_request_bound(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Raise ``PayloadError`` if an argument is bound to the current web request."""
+def check_request_bound(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], strict: bool = False) -> None:
+    """Raise ``PayloadError`` if an argument is bound to the current web request.
+
+    A database row (model instance, queryset) passes with a ``PayloadWarning``,
+    unless ``strict`` (a runner that stores arguments): then it is refused too,
+    with the same fix in the message.
+    """
     verdicts = _verdicts
     for value in args:
         if type(value) not in verdicts or verdicts[type(value)] is not None:
-            return _raise_if_bound(task_name, args, kwargs)  # looks at every argument
+            return _raise_if_bound(task_name, args, kwargs, strict)  # looks at every argument
     for value in kwargs.values():
         if type(value) not in verdicts or verdicts[type(value)] is not None:
-            return _raise_if_bound(task_name, args, kwargs)
+            return _raise_if_bound(task_name, args, kwargs, strict)
     return None
 
 
-def _raise_if_bound(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _raise_if_bound(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], strict: bool) -> None:
     places = [(f"args[{i}]", v) for i, v in enumerate(args)] + [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
     for where, value in places:
         problem = _problem(value)
+        if problem is not None and problem[2] == _WARN and strict:
+            what, fix, _ = problem
+            raise PayloadError(
+                f"task {task_name!r}: argument {where} is {what}, which a journal cannot store (it keeps JSON); {fix}"
+            )
         if problem is not None and problem[2] == _WARN:
             what, fix, _ = problem
             # stacklevel 5: the caller of submit()/delay()/apply_async()

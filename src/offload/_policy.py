@@ -7,7 +7,7 @@ In order:
 3. no retries left: fail;
 4. ``Retry(delay=...)``, or an exception in ``retry_on``: the delay is the one the
    failure asks for (:func:`requested_delay`: a ``retry_after`` attribute, or the
-   ``Retry-After`` header of an HTTP 429/503 from ``requests``/``httpx``), capped
+   ``Retry-After`` header of an HTTP 429/503 from ``requests``/``httpx``/``urllib``), capped
    by ``max_backoff``, else the backoff policy;
 5. ``retry_deadline``: if the next attempt would start later than that many
    seconds after the first one started, fail now instead.
@@ -16,6 +16,7 @@ In order:
 from __future__ import annotations
 
 import math
+import sys
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -56,22 +57,33 @@ def retry_delay(runner: Runner, handle: TaskHandle, exc: BaseException) -> float
 def requested_delay(exc: BaseException, now: float) -> float | None:
     """The delay a failure asks for, in seconds, or None if it does not say.
 
-    Reads ``exc.retry_after`` (seconds), then, for exceptions with a ``response``
-    (``requests.HTTPError``, ``httpx.HTTPStatusError``), the ``Retry-After``
-    header of a 429 or 503: delta-seconds or an HTTP date.
+    Reads ``exc.retry_after`` (seconds), then, for HTTP errors
+    (``requests.HTTPError``, ``httpx.HTTPStatusError``, ``urllib.error.HTTPError``),
+    the ``Retry-After`` header of a 429 or 503: delta-seconds or an HTTP date.
     """
     seconds = _as_seconds(getattr(exc, "retry_after", None))
     if seconds is not None:
         return seconds
     response = getattr(exc, "response", None)
-    if response is None or getattr(response, "status_code", None) not in RETRY_AFTER_STATUSES:
+    if response is not None:  # requests, httpx
+        status, headers = getattr(response, "status_code", None), getattr(response, "headers", None)
+    elif _is_urllib_http_error(exc):  # the standard library's urlopen()
+        status, headers = getattr(exc, "code", None), getattr(exc, "headers", None)
+    else:
         return None
-    headers = getattr(response, "headers", None)
+    if status not in RETRY_AFTER_STATUSES:
+        return None
     try:
         value = headers.get("Retry-After") if headers is not None else None
     except Exception:
         return None
     return parse_retry_after(value, now)
+
+
+def _is_urllib_http_error(exc: BaseException) -> bool:
+    # Not imported here: if urllib.error was never imported, exc cannot be one.
+    module = sys.modules.get("urllib.error")
+    return module is not None and isinstance(exc, module.HTTPError)
 
 
 def parse_retry_after(value: Any, now: float) -> float | None:

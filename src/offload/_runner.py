@@ -18,13 +18,13 @@ token: it never waits on a lock held across user code.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextvars import copy_context
 from datetime import datetime
-from functools import partial
 from queue import SimpleQueue
 from typing import Any
 
@@ -32,13 +32,13 @@ from . import _deferral
 from . import _validate as check
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RunnerSettings
-from ._errors import ConfigurationError, EnqueueError, PayloadError, QueueFullError, RunnerClosedError
+from ._errors import ConfigurationError, PayloadError, QueueFullError, RunnerClosedError
 from ._flow import FlowState, admit_locked, attach, duplicate_locked, request_cancel_locked, retired_locked
 from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
 from ._ids import new_task_id
-from ._log import runner_log
 from ._payload import check_request_bound
+from ._periodic import start_beat, stop_beat
 from ._ready import ReadyQueue
 from ._shutdown import (
     check_shutdown_arguments,
@@ -48,7 +48,7 @@ from ._shutdown import (
     register_exit_drain,
     runners,
 )
-from ._stats import RunnerStats, percentile
+from ._stats import RunnerStats, take_stats
 from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
 from ._timers import TIMER_RUN, push_timer
 from ._workers import run_eagerly, worker_local, worker_loop
@@ -212,6 +212,34 @@ class Runner:
         """Unregister a hook; return whether it was registered."""
         return self._hooks.remove(hook)
 
+    # -- start -------------------------------------------------------------
+
+    def start(self, *, periodic: bool = True, state_dir: str | os.PathLike[str] | None = None) -> Runner:
+        """Open the runner now (it otherwise opens on the first task) and run periodic tasks.
+
+        Args:
+            periodic: run the ticks of the tasks declared with :func:`offload.periodic`
+                on this runner, unless another runner of this process runs them.
+            state_dir: directory of the files that let the processes of one host
+                fire each tick once; by default a per-user, per-working-directory
+                folder in the temporary directory.
+
+        Returns the runner. Idempotent.
+
+        Raises:
+            RunnerClosedError: the runner is shutting down.
+        """
+        check.flag("Runner.start()", "periodic", periodic)
+        with self._lock:
+            if self._state is not self._RUNNING:
+                if self._state is not self._NEW:
+                    raise RunnerClosedError(f"Runner.start(): runner {self.name!r} is {self._state}")
+                self._state = self._RUNNING
+                register_exit_drain()
+        if periodic and not self._eager:
+            start_beat(self, state_dir)
+        return self
+
     # -- admission --------------------------------------------------------
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskHandle:
@@ -251,8 +279,10 @@ class Runner:
             fn = target
             name = callable_name(target) if name is None else check.name("offload.Thread", "name", name)
         if args or kwargs:
-            check_request_bound(name, args, kwargs)
-        delay = 0.0 if countdown is None and eta is None else self._delay_for(name, countdown, eta)
+            check_request_bound(name, args, kwargs, self._journal is not None)
+        delay = (
+            0.0 if countdown is None and eta is None else check.delay(f"task {name!r}", countdown, eta, self._wall())
+        )
         if priority is None:
             priority = options.priority
         else:
@@ -278,7 +308,7 @@ class Runner:
                 return existing
         if self._hooks.before_enqueue:
             self._hooks.fire("before_enqueue", handle)
-        if _deferral.current is not None and self._defer(_deferral.current, handle, delay):
+        if _deferral.current is not None and _deferral.defer(self, _deferral.current, handle, delay):
             return handle
         return self._admit(handle, delay)
 
@@ -343,51 +373,6 @@ class Runner:
         if spawn:
             self._start_worker()
         return handle
-
-    def _defer(self, deferral: _deferral.Deferral, handle: TaskHandle, delay: float) -> bool:
-        """Offer a new task to the installed deferral; True if it is now PENDING."""
-        self._check_open(handle)  # refuse at once what could never be queued
-        if not deferral(handle, partial(self._admit_pending, handle, delay), partial(self._discard_pending, handle)):
-            return False
-        with self._lock:
-            handle.state = _PENDING
-            self._n_pending += 1
-            self._active[handle.id] = handle
-        return True
-
-    def _admit_pending(self, handle: TaskHandle, delay: float) -> None:
-        if handle.state is not _PENDING:
-            return  # cancelled meanwhile
-        try:
-            self._admit(handle, delay)
-        except EnqueueError as exc:  # full or closed by the time it was let go
-            if self._cancel(handle, f"not queued: {exc}"):
-                runner_log.error("task %s (id %s) was pending and could not be queued: %s", handle.name, handle.id, exc)
-        else:
-            if handle.state is _CANCELLED:  # a unique twin was queued first
-                handle._settle()
-                runner_log.info("task %s (id %s) discarded: %s", handle.name, handle.id, handle.cancel_reason)
-
-    def _discard_pending(self, handle: TaskHandle, reason: str) -> None:
-        if handle.state is _PENDING and self._cancel(handle, reason):
-            runner_log.info("task %s (id %s) discarded: %s", handle.name, handle.id, reason)
-
-    def _delay_for(self, name: str, countdown: float | None, eta: datetime | None) -> float:
-        owner = f"task {name!r}"
-        if countdown is not None and eta is not None:
-            raise ConfigurationError(f"{owner}: give countdown or eta, not both")
-        if countdown is not None:
-            return check.seconds(owner, "countdown", countdown)
-        if not isinstance(eta, datetime):
-            raise ConfigurationError(f"{owner}: eta must be a datetime, got {eta!r}")
-        if eta.tzinfo is None or eta.utcoffset() is None:
-            raise ConfigurationError(
-                f"{owner}: eta must be timezone-aware (e.g. datetime.now(timezone.utc) + ...), got naive {eta!r}"
-            )
-        delay = eta.timestamp() - self._wall()
-        if delay > check.MAX_SECONDS:
-            raise ConfigurationError(f"{owner}: eta is too far in the future ({eta.isoformat()})")
-        return max(0.0, delay)  # an eta in the past means now
 
     def _check_open(self, handle: TaskHandle) -> None:
         with self._lock:
@@ -465,7 +450,7 @@ class Runner:
             if handle.state is _CANCELLED:
                 return True
             if handle.state is State.RUNNING:
-                request_cancel_locked(handle)
+                request_cancel_locked(self, handle)
                 return False
             if not self._drop_locked(handle, reason):
                 return False
@@ -531,37 +516,7 @@ class Runner:
 
     def stats(self) -> RunnerStats:
         """A frozen snapshot of counts, queue depth, threads and run times."""
-        with self._lock:
-            durations = sorted(self._durations)
-            busy = self._n_running
-            snapshot = dict(
-                workers=self._workers_max,
-                threads=self._n_threads,
-                busy=min(busy, self._n_threads),
-                idle=self._idle,
-                queue_size=self.settings.queue_size,
-                queued=self._n_queued,
-                scheduled=self._n_scheduled,
-                running=self._n_running,
-                retrying=self._n_retrying,
-                pending=self._n_pending,
-                submitted=self._submitted,
-                succeeded=self._succeeded,
-                failed=self._failed,
-                cancelled=self._cancelled,
-                expired=self._flow_state.expired,
-                interrupted=self._interrupted,
-                retries=self._retries,
-                failed_attempts=self._failed_attempts,
-                abandoned_threads=self._abandoned,
-                hook_errors=self._hooks.errors,
-            )
-        return RunnerStats(
-            **snapshot,
-            run_time_mean=sum(durations) / len(durations) if durations else None,
-            run_time_p50=percentile(durations, 0.50),
-            run_time_p99=percentile(durations, 0.99),
-        )
+        return take_stats(self)
 
     # -- waiting and shutdown ---------------------------------------------
 
@@ -605,6 +560,7 @@ class Runner:
                 if self._blocked:
                     self._space.notify_all()
         if first:
+            stop_beat(self)  # no more periodic ticks from this runner
             why = "cancelled at shutdown" if cancel_pending else "not due before the drain deadline"
             log_dropped(dropped, why)
             for handle in dropped:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import _ids
 from . import _validate as check
+from ._flow import signal_stop_locked
 from ._handle import State, TaskHandle
 from ._limits import parked_handles
 from ._log import runner_log
@@ -73,6 +74,8 @@ def drain_and_close(runner: Runner) -> None:
         dropped += drop_waiting_locked(runner, True)
         me = threading.get_ident()
         still_running = [h for h in runner._active.values() if h.state is State.RUNNING and h._thread_ident != me]
+        for handle in still_running:
+            signal_stop_locked(handle)  # tasks that watch context.cancelled can stop now
         runner._state = runner._CLOSED
         for _ in range(runner._n_threads):
             runner._tokens.put(STOP)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._handle import State
+
+if TYPE_CHECKING:
+    from ._runner import Runner
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +76,37 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
         return None
     rank = max(1, math.ceil(q * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def take_stats(runner: Runner) -> RunnerStats:
+    """The snapshot ``Runner.stats()`` returns: counters read under the lock, sorted after."""
+    with runner._lock:
+        durations = sorted(runner._durations)
+        counters = dict(
+            workers=runner._workers_max,
+            threads=runner._n_threads,
+            busy=min(runner._n_running, runner._n_threads),
+            idle=runner._idle,
+            queue_size=runner.settings.queue_size,
+            queued=runner._n_queued,
+            scheduled=runner._n_scheduled,
+            running=runner._n_running,
+            retrying=runner._n_retrying,
+            pending=runner._n_pending,
+            submitted=runner._submitted,
+            succeeded=runner._succeeded,
+            failed=runner._failed,
+            cancelled=runner._cancelled,
+            expired=runner._flow_state.expired,
+            interrupted=runner._interrupted,
+            retries=runner._retries,
+            failed_attempts=runner._failed_attempts,
+            abandoned_threads=runner._abandoned,
+            hook_errors=runner._hooks.errors,
+        )
+    return RunnerStats(
+        **counters,
+        run_time_mean=sum(durations) / len(durations) if durations else None,
+        run_time_p50=percentile(durations, 0.50),
+        run_time_p99=percentile(durations, 0.99),
+    )

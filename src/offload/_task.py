@@ -6,7 +6,7 @@ import functools
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
@@ -73,10 +73,13 @@ class TaskOptions:
     concurrency: int | None = None
     unique_key: Callable[..., Any] | None = None
 
-    @property
-    def flow(self) -> bool:
-        """True if tasks with these options need per-task flow-control state."""
-        return self.bind or self.unique_key is not None or self.rate_limit is not None or self.concurrency is not None
+    # True if tasks with these options need per-task flow-control state; computed
+    # once here because the runner tests it on every enqueue.
+    flow: bool = field(init=False, default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        needs_flow = self.bind or self.unique_key is not None or self.rate_limit is not None
+        object.__setattr__(self, "flow", needs_flow or self.concurrency is not None)
 
     at_most_once: bool = False
 

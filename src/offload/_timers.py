@@ -15,7 +15,7 @@ from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING
 
 from ._errors import TaskTimeoutError
-from ._flow import expire_locked
+from ._flow import coroutine_timeout_locked, expire_locked
 from ._handle import State, TaskHandle
 from ._interrupt import raise_in_thread
 from ._limits import wake_locked
@@ -24,8 +24,8 @@ from ._log import runner_log, task_log
 if TYPE_CHECKING:
     from ._runner import Runner
 
-# Timer kinds (EXPIRE and LIMIT are served by _flow.py and _limits.py)
-TIMER_RUN, TIMER_TIMEOUT, TIMER_ABANDON, TIMER_EXPIRE, TIMER_LIMIT = 0, 1, 2, 3, 4
+# Timer kinds (EXPIRE, LIMIT and CORO are served by _flow.py and _limits.py)
+TIMER_RUN, TIMER_TIMEOUT, TIMER_ABANDON, TIMER_EXPIRE, TIMER_LIMIT, TIMER_CORO = 0, 1, 2, 3, 4, 5
 
 # Values of TaskHandle._interrupted
 NOT_INTERRUPTED, INTERRUPTED, ABANDONED = 0, 1, 2
@@ -67,6 +67,8 @@ def _live(kind: int, handle: TaskHandle, attempt: int) -> bool:
         return True  # one per limiter at most
     if kind == TIMER_EXPIRE:
         return handle.attempts == 0 and handle.state in _NOT_STARTED
+    if kind == TIMER_CORO:
+        return handle.attempts == attempt and handle.state is _RUNNING
     if handle.attempts != attempt:
         return False
     if kind == TIMER_RUN:
@@ -92,6 +94,8 @@ def timer_loop(runner: Runner) -> None:
                     _expire_locked(runner, handle)
                 elif kind == TIMER_LIMIT:
                     wake_locked(runner, handle)
+                elif kind == TIMER_CORO:
+                    coroutine_timeout_locked(runner, handle, attempt)
                 continue
             clock.wait(runner._timer_cond, timers[0][0] if timers else None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from datetime import datetime
 from typing import Any
 
 from ._errors import ConfigurationError
@@ -72,3 +73,21 @@ def name(owner: str, option: str, value: Any) -> str:
     if len(value) > 200:
         raise ConfigurationError(f"{owner}: {option} must be at most 200 characters, got {len(value)}")
     return value
+
+
+def delay(owner: str, countdown: object, eta: object, now_wall: float) -> float:
+    """Seconds from now until a task given ``countdown`` or ``eta`` may start (0 if the eta passed)."""
+    if countdown is not None and eta is not None:
+        raise ConfigurationError(f"{owner}: give countdown or eta, not both")
+    if countdown is not None:
+        return seconds(owner, "countdown", countdown)
+    if not isinstance(eta, datetime):
+        raise ConfigurationError(f"{owner}: eta must be a datetime, got {eta!r}")
+    if eta.tzinfo is None or eta.utcoffset() is None:
+        raise ConfigurationError(
+            f"{owner}: eta must be timezone-aware (e.g. datetime.now(timezone.utc) + ...), got naive {eta!r}"
+        )
+    until = eta.timestamp() - now_wall
+    if until > MAX_SECONDS:
+        raise ConfigurationError(f"{owner}: eta is too far in the future ({eta.isoformat()})")
+    return max(0.0, until)  # an eta in the past means now

@@ -222,7 +222,7 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
     if exc is None and type(result) is types.CoroutineType:
         from ._async import run_coroutine  # imports asyncio: only once a coroutine shows up
 
-        exc, result = run_coroutine(runner, handle, result, now() - started)
+        exc, result = run_coroutine(runner, handle, result, started)
     if exc is None and not (hooks.after_attempt or hooks.after_success) and not _debug():
         return (handle, _SUCCEEDED, result, None, duration)  # the common case, without the detour
     attempt_finished(runner, handle, result, exc, duration)

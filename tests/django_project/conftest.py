@@ -39,9 +39,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _offload_app() -> Iterator[None]:
     """Re-apply settings.OFFLOAD (the suite's root conftest resets offload between tests);
     afterwards drain the Tasks backend's runners so no thread outlives the test."""
-    from offload.contrib.django import backend
+    from offload.contrib.django import backend, results
     from offload.contrib.django.apps import configure_from_settings
 
     configure_from_settings()
+    results.install_hooks()
     yield
     backend.shutdown_all(timeout=10)

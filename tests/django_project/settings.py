@@ -50,10 +50,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 OFFLOAD = {"WORKERS": 4, "DRAIN_TIMEOUT": float(os.environ.get("OFFLOAD_TEST_DRAIN", "20"))}
 
+# The Tasks backend's journal; a child process of a test reads the parent's.
+TASKS_JOURNAL = os.environ.get(
+    "OFFLOAD_TEST_TASKS_JOURNAL", os.path.join(tempfile.gettempdir(), f"offload-tests-{os.getpid()}-tasks.sqlite3")
+)
+
 TASKS = {
     "default": {
         "BACKEND": "offload.contrib.django.OffloadBackend",
         "OPTIONS": {"WORKERS": 4, "BACKOFF": 0.01, "MAX_BACKOFF": 0.05},
+    },
+    "durable": {
+        "BACKEND": "offload.contrib.django.OffloadBackend",
+        "OPTIONS": {
+            "WORKERS": int(os.environ.get("OFFLOAD_TEST_TASKS_WORKERS", "2")),
+            "JOURNAL": TASKS_JOURNAL,
+            "BACKOFF": 0.01,
+            "MAX_BACKOFF": 0.05,
+        },
     },
     "immediate": {
         "BACKEND": (

@@ -209,3 +209,19 @@ def test_aenqueue_from_async_code() -> None:
 
     result = asyncio.run(view())
     assert wait_finished(result).return_value == 11
+
+
+def test_an_async_task_runs_on_the_pool() -> None:
+    from .shop.tasks import async_double
+
+    result = wait_finished(async_double.enqueue(21))
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42
+
+
+def test_the_frameworks_own_task_decorator_takes_offloads_options() -> None:
+    from .shop.tasks import frameworks_decorator_task
+
+    assert isinstance(frameworks_decorator_task, OffloadTask) and frameworks_decorator_task.retries == 2
+    result = wait_finished(frameworks_decorator_task.enqueue(4))
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 40
+    assert result.attempts == 3 and len(result.errors) == 2

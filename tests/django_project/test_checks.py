@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -68,3 +69,27 @@ def test_bad_offload_settings_are_refused_by_name(settings: Any, value: object, 
     with pytest.raises(offload.ConfigurationError, match=r"settings\.OFFLOAD") as info:
         configure_from_settings()
     assert message in str(info.value)
+
+
+def test_a_journal_that_cannot_be_written_is_an_error(tmp_path: Any) -> None:
+    missing = str(tmp_path / "no-such-dir" / "offload.sqlite3")
+    (error,) = [m for m in check({"JOURNAL": missing}, {"default": POSTGRES}) if m.id == "offload.E002"]
+    assert "does not exist" in error.msg and "no-such-dir" in error.msg
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        messages = check({"JOURNAL": str(locked / "j.sqlite3")}, {"default": POSTGRES})
+        if os.geteuid() != 0:  # root writes anywhere
+            assert [m.id for m in messages if m.id == "offload.E002"] == ["offload.E002"]
+    finally:
+        locked.chmod(0o700)
+    assert ids(check({"JOURNAL": str(tmp_path / "ok.sqlite3")}, {"default": POSTGRES})) == []
+
+
+def test_the_backend_reports_an_unwritable_journal(tmp_path: Any) -> None:
+    from offload.contrib.django.backend import OffloadBackend
+
+    backend = OffloadBackend("bad", {"OPTIONS": {"JOURNAL": str(tmp_path / "missing" / "j.sqlite3")}})
+    (error,) = backend.check()
+    assert error.id == "offload.E102" and "does not exist" in error.msg

@@ -39,6 +39,13 @@ def blocked(event_name: str) -> None:
     pass
 
 
+@offload.task(name="runtime.bound", bind=True, retries=1, backoff=0.0, jitter=False)
+def bound(context: offload.TaskContext, x: int) -> list[object]:
+    if context.attempt == 1:
+        raise ConnectionError("first attempt fails")
+    return [context.id, context.attempt, x]
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> SQLiteJournal:
     return SQLiteJournal(tmp_path / "j.sqlite3")
@@ -160,3 +167,28 @@ def test_journal_write_errors_in_workers_are_logged_not_raised(
         assert runner._journal is not None
         assert runner._journal.errors >= 1
     assert "outcome of task runtime.wait" in caplog.text
+
+
+def test_a_bound_task_is_journaled_and_gets_its_context(store: SQLiteJournal) -> None:
+    with offload.Runner(workers=1, journal=store) as runner:
+        handle = runner.submit(bound, 7)
+        assert handle.result(timeout=WAIT) == [handle.id, 2, 7]
+    record = store.fetch(handle.id)
+    assert record is not None and record.state == "succeeded" and record.attempts == 2
+
+
+def test_a_bound_task_claimed_from_the_journal_gets_its_context(tmp_path: Path) -> None:
+    path = str(tmp_path / "j.sqlite3")
+    with offload.Runner(workers=0, journal=path) as web:  # enqueue only
+        task_id = web.submit(bound, 5).id
+    finished = threading.Event()
+
+    @offload.on("after_success")
+    def seen(handle: offload.TaskHandle, result: object) -> None:
+        if handle.id == task_id:
+            finished.set()
+
+    with offload.Runner(workers=1, journal=path) as worker:  # its keeper claims the unowned row
+        assert finished.wait(WAIT)
+        handle = worker.get(task_id)
+        assert handle is not None and handle.result(timeout=WAIT) == [task_id, 2, 5]

@@ -26,11 +26,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import _task
 from .._codec import DEFAULT_MAX_PAYLOAD, PayloadDecodeError, decode_payload, encode_payload, encode_value
 from .._errors import ConfigurationError, JournalError, PayloadError
+from .._flow import attach
 from .._handle import ErrorInfo, State, TaskHandle
 from .._hooks import Hook
 from .._log import runner_log
@@ -115,6 +117,9 @@ class Durable(Hook):
     def enqueue(self, handle: TaskHandle, delay: float) -> None:
         """Write a new task's row; raise PayloadError or JournalWriteError if it cannot be."""
         fn = handle._fn
+        bound = fn if isinstance(fn, partial) else None  # a bind=True task: partial(fn, context)
+        if bound is not None:
+            fn = bound.func
         task = _task._registry.get(handle.name)
         if task is None or (task.fn is not fn and not isinstance(fn, _Attempt)):
             raise PayloadError(
@@ -136,7 +141,8 @@ class Durable(Hook):
             owner=self.owner if self.runner._workers_max else None,  # enqueue only: anyone may claim it
         )
         self.store.enqueue([record])
-        handle._fn = _Attempt(self, handle.id, task.fn)
+        attempt = _Attempt(self, handle.id, task.fn)
+        handle._fn = attempt if bound is None else partial(attempt, *bound.args, **bound.keywords)
 
     def forget(self, handle: TaskHandle) -> None:
         """Remove the row of a task the runner refused after it was written."""
@@ -328,9 +334,12 @@ class Durable(Hook):
             runner._lock,
         )
         handle.attempts = record.attempts
+        delay = max(0.0, record.run_at - now)
+        if task.options.flow:  # a context for bind=True, its limits and unique key, as at enqueue
+            attach(runner, handle, task.options, delay, None)
         self.recovered += 1
         # Closed meanwhile: RunnerClosedError, and the row stays ours until close() releases it.
-        runner._queue(handle, max(0.0, record.run_at - now), wait_for_room=False)
+        runner._queue(handle, delay, wait_for_room=False)
 
     def prune(self) -> None:
         keep_for = getattr(self.store, "keep_for", None)

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connection
 
 import offload
+from offload.contrib.django.tasks import framework_task
 from offload.contrib.django.tasks import task as django_task
 
 from .models import Order
@@ -67,3 +68,20 @@ def on_another_backend(x: int) -> int:
 def record_order(email: str) -> None:
     time.sleep(0.02)  # some work: many tasks are still queued when the server is told to stop
     Order.objects.create(email=email)
+
+
+@django_task
+async def async_double(x: int) -> int:
+    return x * 2
+
+
+_plain_attempts: list[int] = []
+
+
+# Django's own @task (the backport's on Django 5.2): the backend's task class takes offload's options.
+@framework_task(retries=2, backoff=0.01, retry_on=(ConnectionError,))
+def frameworks_decorator_task(n: int) -> int:
+    _plain_attempts.append(n)
+    if len(_plain_attempts) < 3:
+        raise ConnectionError("not yet")
+    return n * 10

@@ -20,38 +20,43 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from django.core import checks
 from django.utils import timezone as django_timezone
+from django.utils.module_loading import import_string
 
+from ... import _task
 from ..._config import RunnerSettings
 from ..._errors import ConfigurationError, PayloadError
-from ..._handle import TaskHandle
-from ..._hooks import Hook
 from ..._ids import new_task_id
 from ..._runner import Runner
 from ..._task import Task as OffloadTaskDeclaration
 from ..._task import TaskOptions
-from ..._workers import error_info
 from .compat import (
     BaseTaskBackend,
     InvalidTask,
     Task,
     TaskContext,
-    TaskError,
     TaskResult,
     TaskResultDoesNotExist,
     TaskResultStatus,
     normalize_json,
     task_enqueued,
     task_finished,
-    task_started,
+)
+from .results import (
+    RESULTS,
+    ResultRecorder,
+    close_journals,
+    declared,
+    install_hooks,
+    result_from_journal,
+    task_error,
+    update,
 )
 
 # -- the task class: offload's policies as fields --------------------------------------
@@ -111,20 +116,44 @@ def parse_options(alias: str, options: object) -> BackendSettings:
 # -- running one task -----------------------------------------------------------------
 
 
-def execute(task_result: TaskResult) -> Any:
-    """One attempt, in a worker thread: call the function, return a JSON-normalised value."""
-    task = task_result.task
-    if task.takes_context:
-        value = task.call(TaskContext(task_result=task_result), *task_result.args, **task_result.kwargs)
-    else:
-        value = task.call(*task_result.args, **task_result.kwargs)
-    return normalize_json(value)
+class RunFrameworkTask:
+    """The function offload runs for a framework task: found again by its import path.
+
+    It is registered under the task's ``module_path``, so a process that only reads
+    the journal (``manage.py offload_worker``) finds it by name, never by unpickling,
+    once it has imported the module that declares the task.
+    """
+
+    def __init__(self, module_path: str) -> None:
+        self.module_path = module_path
+        self.__name__ = self.__qualname__ = module_path.rsplit(".", 1)[-1]
+        self.__module__ = module_path.rsplit(".", 1)[0]
+
+    def __call__(self, context: Any, *args: Any, **kwargs: Any) -> Any:
+        handle = context._handle
+        task = import_string(self.module_path)
+        if task.takes_context:
+            result = RESULTS.for_handle(handle)
+            value = task.call(TaskContext(task_result=result), *args, **kwargs)
+        else:
+            value = task.call(*args, **kwargs)
+        return normalize_json(value)
+
+
+@functools.cache
+def _runner_for(module_path: str) -> RunFrameworkTask:
+    """One function object per framework task, whatever the policy: the journal checks identity."""
+    return RunFrameworkTask(module_path)
 
 
 @functools.lru_cache(maxsize=1024)
 def _declaration(name: str, policy: tuple[tuple[str, Any], ...], queue: str) -> OffloadTaskDeclaration[Any, Any]:
-    """The offload task that runs ``execute`` with one policy (cached: built per distinct policy)."""
-    return OffloadTaskDeclaration(execute, TaskOptions.build(name, queue=queue, **dict(policy)))
+    """The registered offload task for one framework task and policy (built once)."""
+    options = TaskOptions.build(name, queue=queue, bind=True, **dict(policy))
+    declaration = OffloadTaskDeclaration(_runner_for(name), options)
+    _task._register(declaration)  # the journal finds it by name in any process
+    declared(name)
+    return declaration
 
 
 def declaration_for(task: Task, defaults: dict[str, Any]) -> OffloadTaskDeclaration[Any, Any]:
@@ -142,99 +171,14 @@ def declaration_for(task: Task, defaults: dict[str, Any]) -> OffloadTaskDeclarat
         raise InvalidTask(f"task {task.module_path!r}: option values must be hashable ({exc})") from None
 
 
-# -- recording attempts on the TaskResult ---------------------------------------------------
-
-
-def _set(result: TaskResult, **values: Any) -> None:
-    for name, value in values.items():
-        object.__setattr__(result, name, value)  # TaskResult is frozen; backends update it in place
-
-
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_native_id()}"
-
-
-def _task_error(exc: BaseException) -> TaskError:
-    info = error_info(exc)
-    return TaskError(exception_class_path=info.type, traceback=info.traceback)
-
-
-class ResultRecorder(Hook):
-    """Keeps each TaskResult in step with its handle and sends the framework's signals."""
-
-    def __init__(self, state: AliasState) -> None:
-        self.state = state
-
-    def before_attempt(self, handle: TaskHandle) -> None:
-        result = self.state.result(handle.id)
-        now = django_timezone.now()
-        _set(result, status=TaskResultStatus.RUNNING, last_attempted_at=now)
-        if result.started_at is None:
-            _set(result, started_at=now)
-        result.worker_ids.append(_worker_id())
-        task_started.send(sender=OffloadBackend, task_result=result)
-
-    def after_retry_scheduled(self, handle: TaskHandle, exc: BaseException, delay: float) -> None:
-        result = self.state.result(handle.id)
-        result.errors.append(_task_error(exc))
-        _set(result, status=TaskResultStatus.READY)
-
-    def after_success(self, handle: TaskHandle, value: Any) -> None:
-        result = self.state.result(handle.id)
-        _set(result, _return_value=value, status=TaskResultStatus.SUCCESSFUL, finished_at=django_timezone.now())
-        task_finished.send(sender=OffloadBackend, task_result=result)
-
-    def after_failure(self, handle: TaskHandle, exc: BaseException) -> None:
-        result = self.state.result(handle.id)
-        result.errors.append(_task_error(exc))
-        _set(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
-        task_finished.send(sender=OffloadBackend, task_result=result)
-
-    def on_done(self, handle: TaskHandle) -> None:
-        """Done callback: a task cancelled before it ran (rollback, shutdown) is FAILED, not READY forever."""
-        if not handle.cancelled():
-            return
-        result = self.state.find(handle.id)
-        if result is None or result.is_finished:
-            return
-        result.errors.append(
-            TaskError(
-                exception_class_path="offload.TaskCancelledError",
-                traceback=f"offload.TaskCancelledError: task {handle.name} (id {handle.id}) {handle.cancel_reason}\n",
-            )
-        )
-        _set(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
-        task_finished.send(sender=OffloadBackend, task_result=result)
-
-
-# -- one runner and result store per alias, shared by the per-thread backend instances -----
+# -- one runner per alias, shared by the per-thread backend instances -----------------------
 
 
 class AliasState:
     def __init__(self, alias: str, settings: BackendSettings) -> None:
         self.alias = alias
         self.settings = settings
-        self.recorder = ResultRecorder(self)
-        self.runner = Runner.from_settings(settings.runner, hooks=[self.recorder])
-        self._results: OrderedDict[str, TaskResult] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def keep(self, result: TaskResult) -> None:
-        with self._lock:
-            self._results[result.id] = result
-            # finished results beyond the limit go first; unfinished ones are bounded by queue_size
-            while len(self._results) > self.settings.results + self.settings.runner.queue_size:
-                self._results.popitem(last=False)
-
-    def find(self, result_id: str) -> TaskResult | None:
-        with self._lock:
-            return self._results.get(result_id)
-
-    def result(self, result_id: str) -> TaskResult:
-        found = self.find(result_id)
-        if found is None:  # pragma: no cover - kept from enqueue until well after it finishes
-            raise TaskResultDoesNotExist(result_id)
-        return found
+        self.runner = Runner.from_settings(settings.runner)
 
 
 _states: dict[str, AliasState] = {}
@@ -250,7 +194,7 @@ os.register_at_fork(after_in_child=_reset_lock_after_fork)
 
 
 def state_for(alias: str, settings: BackendSettings) -> AliasState:
-    """The alias's runner and results; replaced (old runner drained) if its OPTIONS changed."""
+    """The alias's runner; replaced (old runner drained) if its OPTIONS changed."""
     with _states_lock:
         state = _states.get(alias)
         if state is not None and state.settings == settings and not state.runner.closed:
@@ -262,12 +206,13 @@ def state_for(alias: str, settings: BackendSettings) -> AliasState:
 
 
 def shutdown_all(timeout: float | None = None) -> None:
-    """Drain every alias's runner (tests, and management commands that exit)."""
+    """Drain every alias's runner and close the journals opened for reading (tests, commands)."""
     with _states_lock:
         states = list(_states.values())
         _states.clear()
     for state in states:
         state.runner.shutdown(wait=True, timeout=timeout)
+    close_journals()
 
 
 # -- the backend ---------------------------------------------------------------------
@@ -287,6 +232,11 @@ class OffloadBackend(BaseTaskBackend):
             self.options_error: str | None = None
         except ConfigurationError as exc:
             self.settings, self.options_error = None, str(exc)
+        journal = None if self.settings is None else self.settings.runner.journal
+        self.journal_path = journal if isinstance(journal, str) else None
+        # With a journal, any process finds any result; without, this process's only.
+        self.supports_get_result = self.journal_path is not None
+        install_hooks()
 
     def _state(self) -> AliasState:
         if self.settings is None:
@@ -295,8 +245,8 @@ class OffloadBackend(BaseTaskBackend):
 
     def validate_task(self, task: Task) -> None:
         super().validate_task(task)
-        if self.settings is not None and isinstance(task, OffloadTask):
-            declaration_for(task, self.settings.policy)  # an invalid policy fails at declaration
+        if self.settings is not None:
+            declaration_for(task, self.settings.policy)  # registers it; an invalid policy fails here
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         self.validate_task(task)
@@ -318,31 +268,32 @@ class OffloadBackend(BaseTaskBackend):
         )
         declaration = declaration_for(task, state.settings.policy)
         eta = _aware(task.run_after)
-        state.keep(result)
+        RESULTS.keep(result)
         # Sent before the runner has it, so no receiver sees task_started first; if the
         # runner then refuses it (full, closed), the result fails and task_finished follows.
         task_enqueued.send(sender=type(self), task_result=result)
         try:
             handle = state.runner._enqueue(
-                declaration, (result,), {}, eta=eta, priority=task.priority, task_id=result.id
+                declaration, tuple(json_args), dict(json_kwargs), eta=eta, priority=task.priority, task_id=result.id
             )
         except Exception as exc:
-            result.errors.append(_task_error(exc))
-            _set(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
+            result.errors.append(task_error(exc))
+            update(result, status=TaskResultStatus.FAILED, finished_at=django_timezone.now())
             task_finished.send(sender=type(self), task_result=result)
             raise
-        handle.add_done_callback(state.recorder.on_done)
+        handle.add_done_callback(ResultRecorder.on_done)
         return result
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         # Enqueueing never waits on I/O (unless on_full="block"): no thread hop needed.
-        if self.settings is not None and self.settings.runner.on_full == "raise":
+        if self.settings is not None and self.settings.runner.on_full == "raise" and self.journal_path is None:
             return self.enqueue(task, args, kwargs)
         return await super().aenqueue(task, args, kwargs)
 
     def get_result(self, result_id: str) -> TaskResult:
-        state = _states.get(self.alias)
-        found = None if state is None else state.find(result_id)
+        found = RESULTS.find(result_id)
+        if found is None and self.journal_path is not None:
+            found = result_from_journal(self.journal_path, result_id)
         if found is None:
             raise TaskResultDoesNotExist(result_id)
         return found
@@ -350,6 +301,12 @@ class OffloadBackend(BaseTaskBackend):
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         if self.options_error is not None:
             return [checks.Error(self.options_error, id="offload.E101", obj=f"TASKS[{self.alias!r}]")]
+        if self.journal_path is not None:
+            from .checks import journal_problem
+
+            problem = journal_problem(self.journal_path)
+            if problem is not None:
+                return [checks.Error(problem, id="offload.E102", obj=f"TASKS[{self.alias!r}]['OPTIONS']['JOURNAL']")]
         return []
 
 

@@ -8,11 +8,14 @@
 - ``offload.W003``: tasks declared with offload options through
   :func:`offload.contrib.django.tasks.task` on a backend that is not offload's:
   the options are ignored there.
+- ``offload.E002``: ``OFFLOAD['JOURNAL']`` cannot be written (its directory or file).
 - ``offload.E101`` (from the backend): invalid ``TASKS[...]['OPTIONS']``.
+- ``offload.E102`` (from the backend): ``TASKS[...]['OPTIONS']['JOURNAL']`` cannot be written.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +45,10 @@ def check(offload_settings: object, databases: dict[str, dict[str, Any]]) -> lis
         options = conf.load(offload_settings)
     except ConfigurationError as exc:  # pragma: no cover - ready() refuses these first
         return [checks.Error(str(exc), id="offload.E000", obj="settings.OFFLOAD")]
+    journal = options.runner_options.get("journal")
+    problem = journal_problem(journal) if isinstance(journal, str) else None
+    if problem is not None:
+        messages.append(checks.Error(problem, id="offload.E002", obj="settings.OFFLOAD['JOURNAL']"))
     if options.on_commit and options.on_commit_database not in databases:
         messages.append(
             checks.Error(
@@ -89,6 +96,18 @@ def check(offload_settings: object, databases: dict[str, dict[str, Any]]) -> lis
             )
         )
     return messages
+
+
+def journal_problem(path: str) -> str | None:
+    """Why a journal could not be written at ``path`` (it needs its directory too, for WAL files)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"journal {path!r}: directory {directory!r} does not exist"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"journal {path!r}: directory {directory!r} is not writable (SQLite creates -wal and -shm files there)"
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return f"journal {path!r}: the file is not readable and writable by this user"
+    return None
 
 
 def _uses_wal(database: dict[str, Any]) -> bool:
