@@ -13,9 +13,10 @@ What a journal cannot show, and why:
 - pool figures (workers, threads, idle, abandoned threads, hook errors): they
   are per process, so they read 0 here; ``busy`` is the rows running now.
 
-Every read is bounded (a ``LIMIT``, or an index range) so a journal of a
-million rows answers as fast as a small one, except the per-state counts, which
-SQLite answers from one pass over the table.
+Reads are bounded: pages use ``LIMIT``/``OFFSET`` and a capped count, the time
+series an index range on ``finished_at``, the running list and the oldest queued
+task :meth:`~offload.journal.Store.active_tasks` (the indexes of live rows). The
+per-state counts (``Store.counts``) are one pass over the table by SQLite.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ log = logging.getLogger("offload.dashboard")
 SERIES_ROWS = 20_000
 #: Per-name figures cover the newest this many rows.
 NAME_ROWS = 5_000
-#: Most running rows listed.
-RUNNING_ROWS = 500
+#: Most waiting and running rows read for the running list and the oldest queued age.
+ACTIVE_ROWS = 10_000
 #: A task list's total is counted up to this many rows ("1 to 50 of 10000" means at least).
 COUNT_CAP = 10_000
 
@@ -168,7 +169,7 @@ class JournalSource:
         for state, n in store.counts().items():
             if state in counts:
                 counts[state] += n
-        oldest = store.list_tasks(Filter(state=State.QUEUED.value, newest_first=False, limit=1))
+        queued = [r.created_at for r in store.active_tasks(ACTIVE_ROWS) if r.state == State.QUEUED.value]
         start = now - SERIES_BUCKETS * BUCKET_SECONDS
         buckets = {State.SUCCEEDED.value: [0] * SERIES_BUCKETS, State.FAILED.value: [0] * SERIES_BUCKETS}
         run_times: list[float] = []
@@ -198,7 +199,7 @@ class JournalSource:
             idle=0,
             abandoned_threads=0,
             hook_errors=0,
-            oldest_queued_age=max(0.0, now - oldest[0].created_at) if oldest else None,
+            oldest_queued_age=max(0.0, now - min(queued)) if queued else None,
             run_time_p50=percentile(run_times, 0.50),
             run_time_p99=percentile(run_times, 0.99),
             bucket_seconds=BUCKET_SECONDS,
@@ -247,7 +248,7 @@ class JournalSource:
 
     def running(self) -> list[RunningTask]:
         now = self._clock()
-        rows = self.store.list_tasks(Filter(state=State.RUNNING.value, newest_first=False, limit=RUNNING_ROWS))
+        rows = [r for r in self.store.active_tasks(ACTIVE_ROWS) if r.state == State.RUNNING.value]
         rows.sort(key=lambda r: r.started_at or 0.0)
         return [
             RunningTask(

@@ -219,6 +219,11 @@ class MemoryStore(Store):
             rows.reverse()
         return rows[where.offset : where.offset + where.limit]
 
+    def active_tasks(self, limit: int = 10_000) -> list[TaskRecord]:
+        with self._lock:
+            rows = [self._copy(r) for r in self._rows.values() if r.state not in FINISHED]
+        return rows[:limit]
+
     def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
         where = where or Filter()
         with self._lock:

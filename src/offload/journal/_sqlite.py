@@ -511,6 +511,11 @@ class SQLiteJournal(Store):
         sql += f" ORDER BY seq {'DESC' if where.newest_first else 'ASC'} LIMIT ? OFFSET ?"
         return [record_from_row(row) for row in self._read(sql, (*params, where.limit, where.offset))]
 
+    def active_tasks(self, limit: int = 10_000) -> list[TaskRecord]:
+        # Exactly the rows of the two partial indexes: owned rows (waiting or running;
+        # a final state lets go of the owner) and unowned waiting ones.
+        return [record_from_row(row) for row in self._read(_ACTIVE, (limit,))]
+
     def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
         conditions, params = _where(where or Filter())
         sql = f"SELECT count(*) FROM (SELECT 1 FROM tasks{conditions} LIMIT ?)"
@@ -602,6 +607,11 @@ def _where(where: Filter) -> tuple[str, list[object]]:
     return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
 
+_ACTIVE = (
+    f"SELECT {COLUMNS} FROM tasks WHERE owner IS NOT NULL "
+    "AND state NOT IN ('succeeded', 'failed', 'cancelled', 'interrupted') UNION ALL "
+    f"SELECT {COLUMNS} FROM tasks WHERE owner IS NULL AND state IN ('queued', 'scheduled', 'retrying') LIMIT ?"
+)
 _OWNERS = (
     "SELECT owner, heartbeat FROM owners UNION "
     "SELECT DISTINCT owner, 0.0 FROM tasks WHERE owner IS NOT NULL AND owner NOT IN (SELECT owner FROM owners)"

@@ -259,6 +259,16 @@ class Store(abc.ABC):
         """Rows for monitoring, newest first by default."""
 
     @abc.abstractmethod
+    def active_tasks(self, limit: int = 10_000) -> list[TaskRecord]:
+        """Up to ``limit`` rows waiting or running, in no particular order.
+
+        Monitoring reads the running rows and the oldest queued one from these;
+        a store should answer from what it keeps of its live work (SQLite: the
+        owner and claimable indexes), so the cost follows the active rows and
+        not the size of the history.
+        """
+
+    @abc.abstractmethod
     def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
         """Rows matching ``where`` (its ``limit``/``offset`` ignored), counting at most ``cap``.
 

@@ -301,6 +301,16 @@ class StoreConformance:
         assert store.count_tasks(cap=4) == 4
         assert store.count_tasks(Filter(name="other")) == 0
 
+    def test_active_tasks_are_the_waiting_and_running_rows(self, store: Store) -> None:
+        store.enqueue([record(1), record(2, owner=None), record(3, state="scheduled"), record(4), record(5)])
+        store.start("t1", ME, T0)
+        store.start("t4", ME, T0)
+        store.finish("t4", ME, "succeeded", T0 + 1)
+        store.cancel("t5", "test", T0 + 1)
+        active = {r.id: r.state for r in store.active_tasks()}
+        assert active == {"t1": "running", "t2": "queued", "t3": "scheduled"}
+        assert len(store.active_tasks(limit=2)) == 2
+
     def test_prune_by_age_then_by_count_keeps_unfinished_rows(self, store: Store) -> None:
         store.enqueue([record(n) for n in range(1, 8)])
         for n in range(1, 6):
