@@ -298,6 +298,8 @@ class StoreConformance:
         assert store.count_tasks() == 6
         assert store.count_tasks(Filter(queue="mail", limit=1, offset=2)) == 3  # limit and offset ignored
         assert store.count_tasks(Filter(state="succeeded", finished_since=T0 + 15)) == 2
+        assert store.count_tasks(Filter(state="succeeded")) == 3
+        assert store.count_tasks(Filter(state="queued", queue="mail")) == 1
         assert store.count_tasks(cap=4) == 4
         assert store.count_tasks(Filter(name="other")) == 0
 
