@@ -115,7 +115,7 @@ def test_without_url_the_process_own_runner_is_read(capsys: pytest.CaptureFixtur
     status, out, err = run(capsys, "show", scenario.running.id)
     assert status == 0
     assert "current stack:" in out
-    assert "no --url given" in err
+    assert "no --url or --journal given" in err
 
 
 def test_dashboard_refuses_an_open_bind_without_token(capsys: pytest.CaptureFixture[str]):

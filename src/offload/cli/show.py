@@ -6,9 +6,10 @@ import argparse
 import sys
 from typing import Any
 
+from .._errors import JournalError
 from ..dashboard import SourceUnavailableError
 from . import _render
-from ._source import add_source_arguments, source_from_args
+from ._source import add_source_arguments, close_source, source_from_args
 
 
 def add_parser(commands: Any) -> None:
@@ -19,10 +20,13 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = source_from_args(args)
     try:
-        detail = source.task(args.id)
-    except SourceUnavailableError as exc:
+        source = source_from_args(args)
+        try:
+            detail = source.task(args.id)
+        finally:
+            close_source(source)
+    except (SourceUnavailableError, JournalError) as exc:
         print(f"offload show: {exc}", file=sys.stderr)
         return 1
     if detail is None:

@@ -1,4 +1,8 @@
-"""``offload status``: the dashboard's overview as a table, once or refreshing (``--watch``)."""
+"""``offload status``: the dashboard's overview as a table, once or refreshing (``--watch``).
+
+Reads a journal (``--journal PATH``: every process sharing it), a running
+dashboard (``--url``), or this process's runner.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import sys
 import time
 from typing import Any
 
-from ..dashboard import SourceUnavailableError
+from .._errors import JournalError
+from ..dashboard import Source, SourceUnavailableError
 from . import _render
-from ._source import add_source_arguments, source_from_args
+from ._source import add_source_arguments, close_source, source_from_args
 
 _CLEAR = "\x1b[H\x1b[2J"
 
@@ -27,13 +32,24 @@ def run(args: argparse.Namespace) -> int:
     if not args.interval > 0:
         print(f"offload status: --interval must be > 0 seconds, got {args.interval}", file=sys.stderr)
         return 2
-    source = source_from_args(args)
+    try:
+        source = source_from_args(args)
+    except SourceUnavailableError as exc:
+        print(f"offload status: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _show(source, args)
+    finally:
+        close_source(source)
+
+
+def _show(source: Source, args: argparse.Namespace) -> int:
     shown = 0
     try:
         while True:
             try:
                 overview = source.overview()
-            except SourceUnavailableError as exc:
+            except (SourceUnavailableError, JournalError) as exc:
                 print(f"offload status: {exc}", file=sys.stderr)
                 return 1
             text = _render.dump_json(overview) if args.json else _render.overview(overview)

@@ -6,10 +6,11 @@ import argparse
 import sys
 from typing import Any
 
+from .._errors import JournalError
 from .._handle import State
 from ..dashboard import MAX_PAGE_SIZE, SourceUnavailableError, TaskQuery
 from . import _render
-from ._source import add_source_arguments, source_from_args
+from ._source import add_source_arguments, close_source, source_from_args
 
 
 def _limit(raw: str) -> int:
@@ -33,13 +34,16 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = source_from_args(args)
     query = TaskQuery(
         state=None if args.state is None else State(args.state), name=args.name, queue=args.queue, limit=args.limit
     )
     try:
-        page = source.tasks(query)
-    except SourceUnavailableError as exc:
+        source = source_from_args(args)
+        try:
+            page = source.tasks(query)
+        finally:
+            close_source(source)
+    except (SourceUnavailableError, JournalError) as exc:
         print(f"offload tasks: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -4,6 +4,7 @@
 
     app = create_app(runner, token=os.environ["OFFLOAD_DASHBOARD_TOKEN"])  # mount anywhere
     serve(runner, port=8765)                                              # or serve it standalone
+    create_app(JournalSource("offload.sqlite3"), token=...)               # every process on a journal
 
 Stdlib only; every asset ships in this package. Read-only unless a token (or a
 framework's ``authorize`` check) is configured; see ``docs/dashboard.md``.
@@ -11,6 +12,7 @@ framework's ``authorize`` check) is configured; see ``docs/dashboard.md``.
 
 from ._app import ROUTES, DashboardApp, Route, create_app
 from ._client import HttpSource, SourceUnavailableError
+from ._journal_source import JournalSource, open_journal
 from ._metrics import OffloadCollector
 from ._model import (
     MAX_PAGE_SIZE,
@@ -38,6 +40,7 @@ __all__ = [
     "DashboardServer",
     "ErrorRecord",
     "HttpSource",
+    "JournalSource",
     "LiveSource",
     "NameStats",
     "OffloadCollector",
@@ -51,5 +54,6 @@ __all__ = [
     "TaskQuery",
     "TaskSummary",
     "create_app",
+    "open_journal",
     "serve",
 ]

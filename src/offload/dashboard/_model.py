@@ -94,7 +94,9 @@ class TaskDetail:
     ``args``/``kwargs`` are ``repr`` texts with secret-looking keyword values
     masked, or ``None`` when the arguments are no longer kept (memory mode lets
     go of them once a task succeeds or is cancelled). ``stack`` is the current
-    stack of the thread running the task (live runner only).
+    stack of the thread running the task (live runner only). ``reason`` says
+    why offload ended it (e.g. ``worker_lost``) and ``owner`` is the process
+    holding it (journal only).
     """
 
     task: TaskSummary
@@ -106,6 +108,8 @@ class TaskDetail:
     stack: str | None
     can_retry: bool
     can_cancel: bool
+    reason: str | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +182,11 @@ class Overview:
 
 @dataclass(frozen=True, slots=True)
 class RunningTask:
-    """A task whose attempt is running now, with its thread's current stack."""
+    """A task whose attempt is running now, with its thread's current stack.
+
+    From a journal, ``owner`` names the process running it and there is no
+    thread or stack (the thread is in that other process).
+    """
 
     id: str
     name: str
@@ -187,6 +195,7 @@ class RunningTask:
     age: float | None
     thread_id: int | None
     stack: str | None
+    owner: str | None = None
 
 
 # -- back from JSON (for sources that read the API of another process) -----------

@@ -14,6 +14,7 @@ from .._errors import ConfigurationError
 from .._runner import Runner
 from ._app import DashboardApp, create_app
 from ._security import LOOPBACK_HOSTS, check_bind, is_loopback
+from ._source import Source
 
 log = logging.getLogger("offload.dashboard")
 
@@ -103,6 +104,7 @@ def serve(
     read_only: bool = False,
     background: bool = False,
     app: WSGIApp | None = None,
+    source: Source | None = None,
 ) -> DashboardServer:
     """Serve the dashboard of ``runner`` (the default runner if ``None``).
 
@@ -120,6 +122,8 @@ def serve(
             ``stop()`` on the result); otherwise block until Ctrl-C.
         app: a prebuilt application (e.g. from :func:`create_app`, or it mounted in
             another WSGI app) instead of one built from the options.
+        source: what to show instead of ``runner``, e.g. a
+            :class:`~offload.dashboard.JournalSource` (every process sharing a journal).
 
     Raises:
         ConfigurationError: refused binding (see above) or a bad option.
@@ -127,7 +131,9 @@ def serve(
     check_bind(host, has_auth=token is not None, insecure=insecure)
     owns_app = app is None
     if app is None:
-        app = create_app(runner=runner, token=token, allowed_hosts=_hosts_for(host, allowed_hosts), read_only=read_only)
+        app = create_app(
+            source, runner=runner, token=token, allowed_hosts=_hosts_for(host, allowed_hosts), read_only=read_only
+        )
     server = DashboardServer(app, host, port, owns_app=owns_app)
     if background:
         return server.start()

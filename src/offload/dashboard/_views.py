@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from .._handle import State
 from ._html import Markup, bar_chart, esc, fmt_duration, fmt_rate, fmt_time, join, table, tag
 from ._http import HTTPError, Request
-from ._model import Overview, TaskSummary
+from ._model import Overview, RunningTask, TaskSummary
 from ._query import task_query
 from ._source import Source
 
@@ -165,6 +165,8 @@ def task_detail(source: Source, ctx: Context, task_id: str) -> tuple[str, Markup
             ["finished", fmt_time(t.finished_at)],
             ["next attempt", fmt_time(t.next_attempt_at)],
             *([["cancelled because", detail.cancel_reason]] if detail.cancel_reason else []),
+            *([["reason", detail.reason]] if detail.reason and detail.reason != detail.cancel_reason else []),
+            *([["process", detail.owner]] if detail.owner else []),
         ],
         "",
         class_="facts",
@@ -203,7 +205,7 @@ def task_detail(source: Source, ctx: Context, task_id: str) -> tuple[str, Markup
             ]
             for a in detail.attempt_records
         ),
-        "No attempt has finished yet.",
+        _no_attempts(t),
         class_="attempts",
     )
     stack = Markup("") if detail.stack is None else Markup(f"<h2>Current stack</h2>{tag('pre', detail.stack)}")
@@ -216,6 +218,16 @@ def task_detail(source: Source, ctx: Context, task_id: str) -> tuple[str, Markup
     return f"Task {t.name}", Markup(
         f"<h1>Task {esc(t.name)}</h1>{actions}{facts}<h2>Arguments</h2>{arguments}{error}"
         f"<h2>Attempts</h2>{attempts}{stack}"
+    )
+
+
+def _no_attempts(t: TaskSummary) -> str:
+    """What an empty attempt table means: none finished, or a source that keeps no per-attempt records."""
+    if t.attempts == 0 or (t.state == State.RUNNING.value and t.attempts == 1):
+        return "No attempt has finished yet."
+    return (
+        f"{t.attempts} attempt(s) started. This source keeps no per-attempt records "
+        "(a journal keeps the count, the first start, the end and the last error)."
     )
 
 
@@ -251,13 +263,22 @@ def running(source: Source, ctx: Context) -> tuple[str, Markup]:
         items.append(
             Markup(
                 f'<section class="running-task"><h2>{ctx.task_link(r.id)} {esc(r.name)}</h2>'
-                f"<p>attempt {esc(r.attempt)}, running for {esc(fmt_duration(r.age))} "
-                f"on thread {esc(r.thread_id)}</p>"
-                f"{tag('pre', r.stack or '(stack not available)', class_='stack')}</section>"
+                f"<p>attempt {esc(r.attempt)}, running for {esc(fmt_duration(r.age))} {esc(_where(r))}</p>"
+                f"{tag('pre', r.stack or _no_stack(r), class_='stack')}</section>"
             )
         )
     body = join(items) if items else tag("p", "No task is running.", class_="empty")
     return "Running", Markup(f"<h1>Running tasks</h1>{body}")
+
+
+def _where(r: RunningTask) -> str:
+    return f"in process {r.owner}" if r.thread_id is None and r.owner else f"on thread {r.thread_id}"
+
+
+def _no_stack(r: RunningTask) -> str:
+    if r.thread_id is None and r.owner:
+        return "(no stack: the task runs in another process; open that process's own dashboard to see it)"
+    return "(stack not available)"
 
 
 def login(ctx: Context, message: str = "") -> tuple[str, Markup]:

@@ -214,19 +214,21 @@ class MemoryStore(Store):
     def list_tasks(self, where: Filter | None = None) -> list[TaskRecord]:
         where = where or Filter()
         with self._lock:
-            rows = [
-                self._copy(r)
-                for r in self._rows.values()
-                if (where.state is None or r.state == where.state)
-                and (where.name is None or r.name == where.name)
-                and (
-                    where.finished_before is None
-                    or (r.finished_at is not None and r.finished_at < where.finished_before)
-                )
-            ]
+            rows = [self._copy(r) for r in self._rows.values() if _matches(r, where)]
         if where.newest_first:
             rows.reverse()
-        return rows[: where.limit]
+        return rows[where.offset : where.offset + where.limit]
+
+    def active_tasks(self, limit: int = 10_000) -> list[TaskRecord]:
+        with self._lock:
+            rows = [self._copy(r) for r in self._rows.values() if r.state not in FINISHED]
+        return rows[:limit]
+
+    def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
+        where = where or Filter()
+        with self._lock:
+            found = sum(1 for r in self._rows.values() if _matches(r, where))
+        return found if cap is None else min(found, cap)
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
@@ -258,6 +260,20 @@ class MemoryStore(Store):
         for row in doomed:
             del self._rows[row.id]
         return len(doomed)
+
+
+def _matches(r: TaskRecord, where: Filter) -> bool:
+    """Whether a row meets every condition of ``where`` (limit and offset aside)."""
+    finished = r.finished_at
+    return (
+        (where.state is None or r.state == where.state)
+        and (where.name is None or r.name == where.name)
+        and (where.queue is None or r.queue == where.queue)
+        and (where.created_since is None or r.created_at >= where.created_since)
+        and (where.created_before is None or r.created_at < where.created_before)
+        and (where.finished_before is None or (finished is not None and finished < where.finished_before))
+        and (where.finished_since is None or (finished is not None and finished >= where.finished_since))
+    )
 
 
 def _is_dead(alive: bool | None, heartbeat: float, now: float, lease_timeout: float) -> bool:

@@ -506,22 +506,25 @@ class SQLiteJournal(Store):
 
     def list_tasks(self, where: Filter | None = None) -> list[TaskRecord]:
         where = where or Filter()
-        conditions: list[str] = []
-        params: list[object] = []
-        if where.state is not None:
-            conditions.append("state = ?")
-            params.append(where.state)
-        if where.name is not None:
-            conditions.append("name = ?")
-            params.append(where.name)
-        if where.finished_before is not None:
-            conditions.append("finished_at < ?")
-            params.append(where.finished_before)
-        sql = f"SELECT {COLUMNS} FROM tasks"
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        sql += f" ORDER BY seq {'DESC' if where.newest_first else 'ASC'} LIMIT ?"
-        return [record_from_row(row) for row in self._read(sql, (*params, where.limit))]
+        conditions, params = _where(where)
+        sql = f"SELECT {COLUMNS} FROM tasks{conditions}"
+        sql += f" ORDER BY seq {'DESC' if where.newest_first else 'ASC'} LIMIT ? OFFSET ?"
+        return [record_from_row(row) for row in self._read(sql, (*params, where.limit, where.offset))]
+
+    def active_tasks(self, limit: int = 10_000) -> list[TaskRecord]:
+        # Exactly the rows of the two partial indexes: owned rows (waiting or running;
+        # a final state lets go of the owner) and unowned waiting ones.
+        return [record_from_row(row) for row in self._read(_ACTIVE, (limit,))]
+
+    def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
+        where = where or Filter()
+        conditions, params = _where(where)
+        if where.state in FINISHED and where.finished_since is None and where.finished_before is None:
+            # Always true of a finished row; it lets SQLite count from the partial
+            # index tasks_finished (state, finished_at) instead of scanning the table.
+            conditions += " AND finished_at IS NOT NULL"
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM tasks{conditions} LIMIT ?)"
+        return int(self._read(sql, (*params, -1 if cap is None else cap))[0][0])
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
@@ -585,6 +588,35 @@ class SQLiteJournal(Store):
         return int(self._read("PRAGMA user_version")[0][0])
 
 
+# Filter field -> SQL condition on it.
+_CONDITIONS = (
+    ("state", "state = ?"),
+    ("name", "name = ?"),
+    ("queue", "queue = ?"),
+    ("created_since", "created_at >= ?"),
+    ("created_before", "created_at < ?"),
+    ("finished_since", "finished_at >= ?"),
+    ("finished_before", "finished_at < ?"),
+)
+
+
+def _where(where: Filter) -> tuple[str, list[object]]:
+    """The WHERE clause (with its leading space, or empty) and parameters of a filter."""
+    conditions: list[str] = []
+    params: list[object] = []
+    for field, condition in _CONDITIONS:
+        value = getattr(where, field)
+        if value is not None:
+            conditions.append(condition)
+            params.append(value)
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
+
+
+_ACTIVE = (
+    f"SELECT {COLUMNS} FROM tasks WHERE owner IS NOT NULL "
+    "AND state NOT IN ('succeeded', 'failed', 'cancelled', 'interrupted') UNION ALL "
+    f"SELECT {COLUMNS} FROM tasks WHERE owner IS NULL AND state IN ('queued', 'scheduled', 'retrying') LIMIT ?"
+)
 _OWNERS = (
     "SELECT owner, heartbeat FROM owners UNION "
     "SELECT DISTINCT owner, 0.0 FROM tasks WHERE owner IS NOT NULL AND owner NOT IN (SELECT owner FROM owners)"

@@ -121,13 +121,22 @@ LivenessCheck = Callable[[str], "bool | None"]
 
 @dataclass(slots=True)
 class Filter:
-    """Which rows :meth:`Store.list_tasks` returns (all given conditions hold)."""
+    """Which rows :meth:`Store.list_tasks` returns (all given conditions hold).
+
+    Times are wall times; ``since`` bounds are inclusive, ``before`` ones exclusive.
+    ``offset`` rows (in the listing order) are skipped before ``limit`` are returned.
+    """
 
     state: str | None = None
     name: str | None = None
     finished_before: float | None = None
     limit: int = 100
     newest_first: bool = True
+    queue: str | None = None
+    created_since: float | None = None
+    created_before: float | None = None
+    finished_since: float | None = None
+    offset: int = 0
 
 
 class Store(abc.ABC):
@@ -248,6 +257,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_tasks(self, where: Filter | None = None) -> list[TaskRecord]:
         """Rows for monitoring, newest first by default."""
+
+    @abc.abstractmethod
+    def active_tasks(self, limit: int = 10_000) -> list[TaskRecord]:
+        """Up to ``limit`` rows waiting or running, in no particular order.
+
+        Monitoring reads the running rows and the oldest queued one from these;
+        a store should answer from what it keeps of its live work (SQLite: the
+        owner and claimable indexes), so the cost follows the active rows and
+        not the size of the history.
+        """
+
+    @abc.abstractmethod
+    def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
+        """Rows matching ``where`` (its ``limit``/``offset`` ignored), counting at most ``cap``.
+
+        A monitoring page shows "1 to 50 of N"; ``cap`` keeps that count from
+        reading every row of a huge journal.
+        """
 
     @abc.abstractmethod
     def counts(self) -> dict[str, int]:

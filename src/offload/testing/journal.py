@@ -281,6 +281,38 @@ class StoreConformance:
         assert counts["queued"] == 2
         assert counts["interrupted"] == 0
 
+    def test_list_and_count_by_queue_time_and_page(self, store: Store) -> None:
+        store.enqueue([record(n, queue="mail" if n % 2 else "default") for n in range(1, 7)])
+        for n in (1, 2, 3):
+            store.start(f"t{n}", ME, T0)
+            store.finish(f"t{n}", ME, "succeeded", T0 + n * 10)
+        assert [r.id for r in store.list_tasks(Filter(queue="mail"))] == ["t5", "t3", "t1"]
+        assert [r.id for r in store.list_tasks(Filter(created_since=T0 + 2, created_before=T0 + 5))] == [
+            "t4",
+            "t3",
+            "t2",
+        ]
+        assert [r.id for r in store.list_tasks(Filter(finished_since=T0 + 20))] == ["t3", "t2"]
+        assert [r.id for r in store.list_tasks(Filter(offset=1, limit=2))] == ["t5", "t4"]
+        assert [r.id for r in store.list_tasks(Filter(offset=5, limit=2))] == ["t1"]
+        assert store.count_tasks() == 6
+        assert store.count_tasks(Filter(queue="mail", limit=1, offset=2)) == 3  # limit and offset ignored
+        assert store.count_tasks(Filter(state="succeeded", finished_since=T0 + 15)) == 2
+        assert store.count_tasks(Filter(state="succeeded")) == 3
+        assert store.count_tasks(Filter(state="queued", queue="mail")) == 1
+        assert store.count_tasks(cap=4) == 4
+        assert store.count_tasks(Filter(name="other")) == 0
+
+    def test_active_tasks_are_the_waiting_and_running_rows(self, store: Store) -> None:
+        store.enqueue([record(1), record(2, owner=None), record(3, state="scheduled"), record(4), record(5)])
+        store.start("t1", ME, T0)
+        store.start("t4", ME, T0)
+        store.finish("t4", ME, "succeeded", T0 + 1)
+        store.cancel("t5", "test", T0 + 1)
+        active = {r.id: r.state for r in store.active_tasks()}
+        assert active == {"t1": "running", "t2": "queued", "t3": "scheduled"}
+        assert len(store.active_tasks(limit=2)) == 2
+
     def test_prune_by_age_then_by_count_keeps_unfinished_rows(self, store: Store) -> None:
         store.enqueue([record(n) for n in range(1, 8)])
         for n in range(1, 6):
