@@ -94,14 +94,14 @@ def test_shutdown_leaves_waiting_work_in_the_journal_for_the_next_start(tmp_path
     assert (row.state, row.owner) == ("scheduled", None)  # released: any process may take it
     store.close()
     with offload.Runner(workers=1, journal=path) as again:
-        handle = None
-        deadline = threading.Event()
-        for _ in range(int(WAIT / 0.05)):
+        pause = threading.Event()
+        for _ in range(int(WAIT / 0.05)):  # claimed within a second, run when due
             handle = again.get(later.id)
-            if handle is not None:
+            if handle is not None and handle.state is State.SUCCEEDED:
                 break
-            deadline.wait(0.05)
-        assert handle is not None, "the next runner never claimed the task"
+            pause.wait(0.05)
+        assert handle is not None
+        assert handle.state is State.SUCCEEDED, "the next runner never ran the task"
         assert handle.result(timeout=WAIT) == 42
 
 
@@ -160,3 +160,27 @@ def test_journal_write_errors_in_workers_are_logged_not_raised(
         assert runner._journal is not None
         assert runner._journal.errors >= 1
     assert "outcome of task runtime.wait" in caplog.text
+
+
+def test_get_finds_any_process_task_in_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with offload.Runner(workers=1, journal=path) as first:
+        ok = first.submit(add, 20, 22)
+        bad = first.submit(boom)
+        ok.result(timeout=WAIT)
+        bad.exception(timeout=WAIT)
+    with offload.Runner(workers=0, journal=path) as other:  # another process would see the same rows
+        waiting = other.submit(add, 1, 1)
+        found = other.get(ok.id)
+        assert found is not None
+        assert found is not ok
+        assert (found.state, found.attempts, found.result(timeout=0)) == (State.SUCCEEDED, 1, 42)
+        failed = other.get(bad.id)
+        assert failed is not None
+        assert failed.state is State.FAILED
+        with pytest.raises(offload.OffloadError, match=r"failed: builtins.ValueError: boom"):
+            failed.result(timeout=0)
+        queued = other.get(waiting.id)  # enqueue only: this process keeps no handle, the row says queued
+        assert queued is not None
+        assert (queued.id, queued.state) == (waiting.id, State.QUEUED)
+        assert other.get("no-such-id") is None

@@ -29,13 +29,33 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import _task
-from .._codec import DEFAULT_MAX_PAYLOAD, PayloadDecodeError, decode_payload, encode_payload, encode_value
-from .._errors import ConfigurationError, JournalError, PayloadError
+from .._codec import (
+    DEFAULT_MAX_PAYLOAD,
+    PayloadDecodeError,
+    decode_payload,
+    decode_value,
+    encode_payload,
+    encode_value,
+)
+from .._errors import ConfigurationError, JournalError, OffloadError, PayloadError
 from .._handle import ErrorInfo, State, TaskHandle
 from .._hooks import Hook
 from .._log import runner_log
+from .._task import TaskOptions
 from ._owner import is_alive, owner_id
-from ._store import DECODE_ERROR, FAILED, QUEUED, SCHEDULED, SUCCEEDED, UNKNOWN_TASK, Store, TaskRecord
+from ._store import (
+    CANCELLED,
+    DECODE_ERROR,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    SCHEDULED,
+    SUCCEEDED,
+    UNKNOWN_TASK,
+    WAITING,
+    Store,
+    TaskRecord,
+)
 
 if TYPE_CHECKING:
     from .._runner import Runner
@@ -150,6 +170,41 @@ class Durable(Hook):
             self.store.cancel(handle.id, reason, self.runner._wall())
         except JournalError as exc:
             self._log_error("cancel of task %s (id %s) not recorded: %s", handle.name, handle.id, exc)
+
+    def lookup(self, task_id: str) -> TaskHandle | None:
+        """A snapshot handle of a journal row this process does not hold (any process's task).
+
+        ``result()`` returns the stored result (None if it was not stored); for a
+        failed task it raises :class:`~offload.OffloadError` with the recorded
+        error's class and message (the exception object lives only in the
+        process that ran it). Such a handle never changes: look it up again.
+        """
+        record = self.store.fetch(task_id)
+        if record is None:
+            return None
+        task = _task._registry.get(record.name)
+        options = task.options if task is not None else TaskOptions(name=record.name)
+        handle = TaskHandle(
+            record.id, record.name, None, (), {}, options, None, record.created_at, record.priority, None, None
+        )
+        handle.state = State(record.state)
+        handle.attempts = record.attempts
+        handle.error = record.error
+        handle.started_at = record.started_at
+        handle.finished_at = record.finished_at
+        if record.state in WAITING:
+            handle.next_attempt_at = record.run_at
+        if record.state in (CANCELLED, INTERRUPTED):
+            handle.cancel_reason = record.reason or record.state
+        if record.result is not None:
+            try:
+                handle._result = decode_value(record.result)
+            except PayloadDecodeError:
+                handle._result = None
+        if record.state == FAILED:
+            what = f"{record.error.type}: {record.error.message}" if record.error else record.reason or "failed"
+            handle._exc = OffloadError(f"task {record.name} (id {record.id}) failed: {what}")
+        return handle
 
     # -- worker threads (hooks) --------------------------------------------------
 
