@@ -3,6 +3,7 @@
     python benchmarks/run.py            # full run (a few minutes on 2 cores)
     python benchmarks/run.py --quick    # smoke run, scaled-down workloads
     python benchmarks/run.py --only W1,W3,MEM
+    python benchmarks/run.py --only J1,J2,J3    # journal mode
 
 Every workload runs in this one process against three contenders, one after
 the other and interleaved repetition by repetition:
@@ -11,7 +12,9 @@ the other and interleaved repetition by repetition:
 - ``concurrent.futures.ThreadPoolExecutor(max_workers=N)``,
 - ``offload.Runner(workers=N)``.
 
-MEM is offload only and runs in a fresh child interpreter. The exit status is 0
+MEM is offload only and runs in a fresh child interpreter. J1-J3 (benchmarks/durable.py)
+compare journal mode with in-memory mode and Huey's ``SqliteHuey`` (the ``huey`` package,
+in the dev extra) and print a second table. The exit status is 0
 even when a target is missed: this is a report; missed targets say ``MISSED``.
 See benchmarks/README.md for what each workload measures.
 """
