@@ -184,3 +184,49 @@ def test_get_finds_any_process_task_in_the_journal(tmp_path: Path) -> None:
         assert queued is not None
         assert (queued.id, queued.state) == (waiting.id, State.QUEUED)
         assert other.get("no-such-id") is None
+
+
+FORK_SCRIPT = """
+import os, sys
+import offload
+from offload.journal import SQLiteJournal
+
+@offload.task(name="fork.add")
+def add(a, b):
+    return a + b
+
+path = sys.argv[1]
+runner = offload.Runner(workers=2, journal=path)
+assert runner.submit(add, 1, 1).result(timeout=10) == 2
+parent_owner = runner._journal.owner
+pid = os.fork()
+if pid == 0:  # a pre-forking server's worker
+    ok = runner.submit(add, 2, 2).result(timeout=10) == 4
+    code = 0 if ok and runner._journal.owner not in (parent_owner, None) else 1
+    runner.shutdown()
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert runner.submit(add, 3, 3).result(timeout=10) == 6
+runner.shutdown()
+journal = SQLiteJournal(path)
+print(journal.counts()["succeeded"], len({r.owner for r in journal.list_tasks()}), journal.owners())
+"""
+
+
+@pytest.mark.subprocess
+def test_a_forked_child_gets_its_own_owner_and_connections(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(tmp_path / "j.sqlite3")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    succeeded, _, owners = out.stdout.split(" ", 2)
+    assert succeeded == "3"
+    assert owners.strip() == "[]"  # both processes released everything at shutdown

@@ -422,11 +422,22 @@ class Durable(Hook):
             self.store.close()
 
     def after_fork(self) -> None:
-        """In a forked child: a new owner id and a keeper thread of its own."""
+        """In a forked child (a pre-forking server's worker): a new owner and a keeper of its own.
+
+        The parent keeps owning (and running) the rows it holds; the child
+        registers itself and starts running recovered and unowned work at once.
+        """
         self.owner = owner_id()
         self._stopping = self._closed = False
         self._wake = threading.Event()
         self._backlog = True
+        runner = self.runner
+        if runner._state is runner._NEW:
+            runner._state = runner._RUNNING
+        try:
+            self.store.heartbeat(self.owner, time.time())
+        except JournalError as exc:
+            self._log_error("journal heartbeat after fork failed: %s", exc)
         self._start_keeper()
 
     def _log_error(self, message: str, *args: object) -> None:

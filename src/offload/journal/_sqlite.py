@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -142,6 +143,7 @@ class SQLiteJournal(Store):
         self._mutex = threading.Lock()
         self._committing = False
         self._closed = False
+        _journals.add(self)
         #: Writes accepted with ``wait=False`` that failed later (each is logged).
         self.lost_writes = 0
         self._create_file()
@@ -584,6 +586,25 @@ class SQLiteJournal(Store):
         """The file's schema version (``PRAGMA user_version``)."""
         return int(self._read("PRAGMA user_version")[0][0])
 
+
+# Every journal of this process, to reset them in a fork()ed child.
+_journals: weakref.WeakSet[SQLiteJournal] = weakref.WeakSet()
+# Connections inherited from the parent: never used, never closed by the child (closing
+# them could disturb the parent's locks); kept here so garbage collection does not close them.
+_inherited: list[sqlite3.Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    for journal in list(_journals):
+        _inherited.extend(conn for _, conn in journal._conns)
+        journal._conns = []
+        journal._local = threading.local()
+        journal._mutex = threading.Lock()  # may have been held by a parent thread at fork
+        journal._committing = False
+        journal._pending = []
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _OWNERS = (
     "SELECT owner, heartbeat FROM owners UNION "
