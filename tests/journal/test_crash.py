@@ -206,7 +206,8 @@ def test_a_live_owner_holding_the_gil_is_not_robbed(files: tuple[Path, Path]) ->
     assert held > 3.0 + 1.0, f"the GIL was held {held:.1f}s, not past the lease; make the regex longer"
     watcher.finish()
     assert runs_of(runs)["hold_gil"] == 1
-    counts, _ = journal_state(journal)
+    counts, check = journal_state(journal)
+    assert check == ["ok"]
     assert counts["succeeded"] == 1
 
 
@@ -238,5 +239,6 @@ def test_at_most_once_task_is_interrupted_not_rerun_after_restart(files: tuple[P
     try:
         (row,) = reader.list_tasks()
         assert (row.state, row.reason, row.attempts) == ("interrupted", "process_died", 1)
+        assert reader.check() == ["ok"]
     finally:
         reader.close()

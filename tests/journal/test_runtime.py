@@ -230,3 +230,20 @@ def test_a_forked_child_gets_its_own_owner_and_connections(tmp_path: Path) -> No
     succeeded, _, owners = out.stdout.split(" ", 2)
     assert succeeded == "3"
     assert owners.strip() == "[]"  # both processes released everything at shutdown
+
+
+def test_retention_keeps_the_newest_finished_rows(tmp_path: Path) -> None:
+    store = SQLiteJournal(tmp_path / "j.sqlite3", keep_finished=5, keep_for=None)
+    with offload.Runner(workers=2, journal=store) as runner:
+        handles = [runner.submit(add, n, 0) for n in range(20)]
+        for handle in handles:
+            handle.result(timeout=WAIT)
+        store.flush()
+        assert runner._journal is not None
+        runner._journal.prune()  # what the keeper does every minute
+        assert store.counts()["succeeded"] == 5
+        later = runner._enqueue(add, (1, 1), {}, countdown=3600.0)
+        runner._journal.prune()
+        assert store.fetch(later.id) is not None  # unfinished rows are never pruned
+        later.cancel()
+    store.close()

@@ -434,10 +434,14 @@ class Durable(Hook):
         runner = self.runner
         if runner._state is runner._NEW:
             runner._state = runner._RUNNING
-        try:
-            self.store.heartbeat(self.owner, time.time())
-        except JournalError as exc:
-            self._log_error("journal heartbeat after fork failed: %s", exc)
+        # Fork handlers run in registration order, and offload's runner handler may run
+        # before the journal's: reset what the keeper is about to use first.
+        from ._forkgate import gate
+
+        gate.after_fork_in_child()
+        reset = getattr(self.store, "reset_after_fork", None)
+        if reset is not None:
+            reset()
         self._start_keeper()
 
     def _log_error(self, message: str, *args: object) -> None:

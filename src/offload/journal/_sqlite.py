@@ -32,6 +32,7 @@ from .. import _validate as check
 from .._codec import DEFAULT_MAX_PAYLOAD
 from .._errors import ConfigurationError, JournalCorruptError, JournalError, JournalWriteError
 from .._handle import ErrorInfo
+from ._forkgate import gate
 from ._memory import _is_dead, worker_lost_error
 from ._schema import migrate
 from ._sql import (
@@ -143,19 +144,22 @@ class SQLiteJournal(Store):
         self._mutex = threading.Lock()
         self._committing = False
         self._closed = False
+        self._pid = os.getpid()
         _journals.add(self)
         #: Writes accepted with ``wait=False`` that failed later (each is logged).
         self.lost_writes = 0
         self._create_file()
-        conn = self._conn()
+        with gate:
+            conn = self._conn()
         if check_on_open:
             problems = self.check(quick=True)
             if problems != ["ok"]:
                 self.close()
                 raise JournalCorruptError(self._corrupt_message("; ".join(problems[:5])))
         try:
-            migrate(conn, self.path)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            with gate:
+                migrate(conn, self.path, begin=self._begin)
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.Error as exc:
             self.close()
             raise self._error(exc, "opening") from exc
@@ -168,6 +172,22 @@ class SQLiteJournal(Store):
 
     def __repr__(self) -> str:
         return f"<SQLiteJournal {self.path}>"
+
+    def reset_after_fork(self) -> None:
+        """In a fork()ed child: forget the parent's connections and group-commit state.
+
+        Idempotent (once per process): the runner calls it before it starts its
+        keeper in the child, and the fork handler calls it for every journal.
+        """
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        _inherited.extend(conn for _, conn in self._conns)
+        self._conns = []
+        self._local = threading.local()
+        self._mutex = threading.Lock()  # may have been held by a parent thread at fork
+        self._committing = False
+        self._pending = []
 
     # -- files and connections ---------------------------------------------------
 
@@ -227,7 +247,8 @@ class SQLiteJournal(Store):
             # refused from now on (_conn raises) and closed when its thread exits.
             if thread is me or not thread.is_alive():
                 try:
-                    conn.close()
+                    with gate:
+                        conn.close()
                 except sqlite3.Error:
                     pass
         self._local = threading.local()
@@ -327,6 +348,10 @@ class SQLiteJournal(Store):
                 runner_log.error("journal write lost: %s", request.error)
 
     def _transaction(self, batch: Sequence[_Request]) -> None:
+        with gate:
+            self._transaction_inside(batch)
+
+    def _transaction_inside(self, batch: Sequence[_Request]) -> None:
         conn = self._conn()
         self._begin(conn)
         try:
@@ -365,7 +390,8 @@ class SQLiteJournal(Store):
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            with gate:
+                return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc, "read", write=False) from exc
 
@@ -569,7 +595,8 @@ class SQLiteJournal(Store):
         """
         mode = "TRUNCATE" if truncate else "PASSIVE"
         try:
-            _busy, wal, copied = self._conn().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            with gate:
+                _busy, wal, copied = self._conn().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc, "checkpoint") from exc
         return int(wal), int(copied)
@@ -578,7 +605,8 @@ class SQLiteJournal(Store):
         """``PRAGMA integrity_check`` (or ``quick_check``): ``["ok"]`` or the problems found."""
         pragma = "quick_check" if quick else "integrity_check"
         try:
-            return [str(row[0]) for row in self._conn().execute(f"PRAGMA {pragma}")]
+            with gate:
+                return [str(row[0]) for row in self._conn().execute(f"PRAGMA {pragma}")]
         except sqlite3.DatabaseError as exc:
             return [str(exc)]
 
@@ -596,12 +624,7 @@ _inherited: list[sqlite3.Connection] = []
 
 def _after_fork_in_child() -> None:
     for journal in list(_journals):
-        _inherited.extend(conn for _, conn in journal._conns)
-        journal._conns = []
-        journal._local = threading.local()
-        journal._mutex = threading.Lock()  # may have been held by a parent thread at fork
-        journal._committing = False
-        journal._pending = []
+        journal.reset_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
