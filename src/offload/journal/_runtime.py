@@ -49,6 +49,7 @@ from ._store import (
     FAILED,
     INTERRUPTED,
     QUEUED,
+    RUNNING,
     SCHEDULED,
     SUCCEEDED,
     UNKNOWN_TASK,
@@ -142,21 +143,27 @@ class Durable(Hook):
                 "registered name in the process that runs them; decorate the function with @offload.task"
             )
         payload = encode_payload(handle.name, handle._args, handle._kwargs, self.max_payload)
-        options = handle._options
+        runner = self.runner
+        # An idle worker will take this task at once: write it already started, so
+        # that its attempt needs no second transaction (a crash in the moment
+        # before that worker begins counts one attempt that did not start).
+        prestart = delay <= 0.0 and runner._idle > runner._n_queued and runner._workers_max > 0
         record = TaskRecord(
             id=handle.id,
             name=handle.name,
             payload=payload,
             queue=handle.queue,
             priority=handle.priority,
-            state=SCHEDULED if delay > 0.0 else QUEUED,
-            at_most_once=options.at_most_once,
+            state=RUNNING if prestart else SCHEDULED if delay > 0.0 else QUEUED,
+            attempts=1 if prestart else 0,
+            at_most_once=handle._options.at_most_once,
             created_at=handle.created_at,
             run_at=handle.created_at + delay,
-            owner=self.owner if self.runner._workers_max else None,  # enqueue only: anyone may claim it
+            started_at=handle.created_at if prestart else None,
+            owner=self.owner if runner._workers_max else None,  # enqueue only: anyone may claim it
         )
         self.store.enqueue([record])
-        handle._fn = _Attempt(self, handle.id, task.fn)
+        handle._fn = _Attempt(self, handle.id, task.fn, started=prestart)
 
     def forget(self, handle: TaskHandle) -> None:
         """Remove the row of a task the runner refused after it was written."""
@@ -167,7 +174,9 @@ class Durable(Hook):
 
     def cancelled(self, handle: TaskHandle, reason: str) -> None:
         try:
-            self.store.cancel(handle.id, reason, self.runner._wall())
+            # Its attempt never began (cancel() refuses running tasks): a row marked
+            # started at enqueue is cancelled too.
+            self.store.cancel(handle.id, reason, self.runner._wall(), owner=self.owner)
         except JournalError as exc:
             self._log_error("cancel of task %s (id %s) not recorded: %s", handle.name, handle.id, exc)
 
@@ -456,15 +465,19 @@ class Durable(Hook):
 class _Attempt:
     """The function a journaled handle runs: mark the row running, then call the task."""
 
-    __slots__ = ("durable", "fn", "task_id")
+    __slots__ = ("durable", "fn", "started", "task_id")
 
-    def __init__(self, durable: Durable, task_id: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, durable: Durable, task_id: str, fn: Callable[..., Any], *, started: bool = False) -> None:
         self.durable = durable
         self.task_id = task_id
         self.fn = fn
+        self.started = started  # the first attempt was marked started at enqueue
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.durable.start_attempt(self.task_id)
+        if self.started:
+            self.started = False
+        else:
+            self.durable.start_attempt(self.task_id)
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:

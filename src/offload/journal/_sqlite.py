@@ -37,6 +37,7 @@ from ._memory import _is_dead, worker_lost_error
 from ._schema import migrate
 from ._sql import (
     CANCEL,
+    CANCEL_OWNED,
     CLAIM_SELECT,
     COLUMNS,
     FINISH_ANY,
@@ -450,8 +451,10 @@ class SQLiteJournal(Store):
         e = (None, None, None) if error is None else (error.type, error.message, error.traceback)
         return bool(self._write([(RETRY, (run_at, *e, task_id, owner))])[0])
 
-    def cancel(self, task_id: str, reason: str, now: float) -> bool:
-        return bool(self._write([(CANCEL, (reason, now, task_id))])[0])
+    def cancel(self, task_id: str, reason: str, now: float, *, owner: str | None = None) -> bool:
+        if owner is None:
+            return bool(self._write([(CANCEL, (reason, now, task_id))])[0])
+        return bool(self._write([(CANCEL_OWNED, (reason, now, task_id, owner))])[0])
 
     def requeue(self, task_id: str, now: float) -> bool:
         return bool(self._write([(REQUEUE, (now, task_id))])[0])
