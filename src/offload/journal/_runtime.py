@@ -147,7 +147,13 @@ class Durable(Hook):
         # An idle worker will take this task at once: write it already started, so
         # that its attempt needs no second transaction (a crash in the moment
         # before that worker begins counts one attempt that did not start).
-        prestart = delay <= 0.0 and runner._idle > runner._n_queued and runner._workers_max > 0
+        # Not for at_most_once tasks: one would end "interrupted" without having run.
+        prestart = (
+            delay <= 0.0
+            and runner._idle > runner._n_queued
+            and runner._workers_max > 0
+            and not handle._options.at_most_once
+        )
         record = TaskRecord(
             id=handle.id,
             name=handle.name,
