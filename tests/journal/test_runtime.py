@@ -247,3 +247,18 @@ def test_retention_keeps_the_newest_finished_rows(tmp_path: Path) -> None:
         assert store.fetch(later.id) is not None  # unfinished rows are never pruned
         later.cancel()
     store.close()
+
+
+def test_a_refused_enqueue_leaves_no_row(store: SQLiteJournal) -> None:
+    release.clear()
+    started.clear()
+    with offload.Runner(workers=1, queue_size=1, journal=store) as runner:
+        running = runner.submit(wait_for_release)
+        assert started.wait(WAIT)
+        waiting = runner.submit(add, 1, 1)
+        with pytest.raises(offload.QueueFullError):
+            runner.submit(add, 2, 2)
+        assert {row.id for row in store.list_tasks()} == {running.id, waiting.id}
+        release.set()
+        assert waiting.result(timeout=WAIT) == 2
+    store.close()
