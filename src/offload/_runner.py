@@ -521,11 +521,18 @@ class Runner:
     # -- lookups and stats ------------------------------------------------
 
     def get(self, task_id: str) -> TaskHandle | None:
-        """The handle of an unfinished or recently finished task, or ``None``."""
+        """The handle of an unfinished or recently finished task, or ``None``.
+
+        With a journal, a task this process does not hold is looked up there (any
+        process's task): the handle is a snapshot of its row.
+        """
         if not isinstance(task_id, str):
             raise TypeError(f"get(): task id must be a str, got {task_id!r}")
         with self._lock:
-            return self._active.get(task_id) or self._history.get(task_id)
+            handle = self._active.get(task_id) or self._history.get(task_id)
+        if handle is None and self._journal is not None:
+            handle = self._journal.lookup(task_id)
+        return handle
 
     def stats(self) -> RunnerStats:
         """A frozen snapshot of counts, queue depth, threads and run times."""
