@@ -182,10 +182,17 @@ class SQLiteFile:
         to the oldest waiting thread, if any, which commits what piled up. No
         thread ever competes for a lock held across I/O, so none is starved.
         """
+        if self._closed:
+            error = JournalError(f"journal {self.path} is closed")
+            if wait:
+                raise error
+            self._lost(error)
+            return []
         request = _Request(ops, wait)
         with self._mutex:
             self._pending.append(request)
             if not wait:
+                self._local.unflushed = request
                 return []
             lead = not self._committing
             if lead:
@@ -227,6 +234,14 @@ class SQLiteFile:
         if self._pending:
             self._write([])
 
+    def flush_thread(self) -> None:
+        """Commit the writes this thread made with ``wait=False``, unless a commit already did."""
+        request = getattr(self._local, "unflushed", None)
+        if request is not None:
+            self._local.unflushed = None
+            if not request.done:
+                self._write([])
+
     def _commit(self, batch: list[_Request]) -> None:
         """Commit a batch in one transaction; set every request's outcome."""
         try:
@@ -243,10 +258,14 @@ class SQLiteFile:
         for request in batch:
             request.done = True
             if request.error is not None and not request.wait:
-                self.lost_writes += 1
-                from .._log import runner_log
+                self._lost(request.error)
 
-                runner_log.error("journal write lost: %s", request.error)
+    def _lost(self, error: JournalError) -> None:
+        """A write nobody waited for failed: count it and log it (nobody else will)."""
+        self.lost_writes += 1
+        from .._log import runner_log
+
+        runner_log.error("journal write lost (%d so far): %s", self.lost_writes, error)
 
     def _transaction(self, batch: Sequence[_Request]) -> None:
         with gate:

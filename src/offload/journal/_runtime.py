@@ -230,12 +230,10 @@ class Durable(Hook):
                 f"({self.owner}); another process took it over, so this attempt does not run"
             )
 
-    def _finish_now(self) -> bool:
-        # Commit at once when nothing else is queued; otherwise the next start commits it.
+    def _claim_more(self) -> None:
         runner = self.runner
         if runner._n_queued < runner._workers_max and self._backlog:
             self._wake.set()
-        return runner._n_queued == 0
 
     def after_success(self, handle: TaskHandle, result: Any) -> None:
         text = None
@@ -254,10 +252,12 @@ class Durable(Hook):
         self._finish(handle, FAILED, error=handle.error)
 
     def _finish(self, handle: TaskHandle, state: str, *, result: str | None = None, error: Any = None) -> None:
+        # Not waited for: the next commit of any thread carries it (an enqueue, a
+        # start mark, this worker's next task: see _Attempt), or the keeper's flush
+        # within CHECKPOINT_INTERVAL. So a task costs one transaction, not two.
+        self._claim_more()
         try:
-            self.store.finish(
-                handle.id, self.owner, state, self.runner._wall(), result=result, error=error, wait=self._finish_now()
-            )
+            self.store.finish(handle.id, self.owner, state, self.runner._wall(), result=result, error=error, wait=False)
         except JournalError as exc:
             self._log_error("outcome of task %s (id %s) not recorded: %s", handle.name, handle.id, exc)
 
@@ -291,6 +291,7 @@ class Durable(Hook):
                 self._backlog = True  # poll: rows released by others, scheduled rows now due
                 last_beat = now
             self._guard("claim", self.claim)
+            self._guard("flush", self.store.flush)
             checkpoint = getattr(self.store, "checkpoint", None)
             if checkpoint is not None:
                 truncate = now - last_truncate >= TRUNCATE_INTERVAL
@@ -485,8 +486,11 @@ class _Attempt:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.started:
             self.started = False
+            # This worker's previous finish must be on disk before another task of
+            # it runs: then at most one task per worker can run again after a crash.
+            self.durable.store.flush_thread()
         else:
-            self.durable.start_attempt(self.task_id)
+            self.durable.start_attempt(self.task_id)  # its commit carries every pending write
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
