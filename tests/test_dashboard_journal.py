@@ -203,7 +203,8 @@ def test_undecodable_payload_is_shown_not_raised(written: Written):
     journal = SQLiteJournal(written.path)
     try:
         journal._write([("UPDATE tasks SET payload = ? WHERE id = ?", ("{not json", written.failed))])
-        detail = JournalSource(journal).task(written.failed)
+        with JournalSource(journal) as source:
+            detail = source.task(written.failed)
     finally:
         journal.close()
     assert detail is not None and detail.args is not None

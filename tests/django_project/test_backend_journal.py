@@ -26,8 +26,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_finished(result: Any) -> Any:
-    handle = backend._states[result.backend].runner.get(result.id)
+    """Until the task is done and its row says so (the journal commits a finish lazily)."""
+    runner = backend._states[result.backend].runner
+    handle = runner.get(result.id)
     assert handle is not None and handle.wait(WAIT)
+    runner._journal.store.flush()
     return result
 
 

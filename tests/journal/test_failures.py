@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -63,10 +64,12 @@ def test_values_json_cannot_carry_are_refused_naming_the_argument(value: object,
 
 
 def test_oversized_payload_names_the_size_and_the_limit(path: Path) -> None:
-    with offload.Runner(workers=1, journal=SQLiteJournal(path, max_payload=1000)) as runner:
+    journal = SQLiteJournal(path, max_payload=1000)
+    with offload.Runner(workers=1, journal=journal) as runner:
         with pytest.raises(PayloadError, match=r"take 2,\d{3} bytes, over the journal's limit of 1,000 bytes"):
             runner.submit(echo, "x" * 2000)
         assert runner.submit(echo, "x" * 100).result(timeout=WAIT) == [("x" * 100,), {}]
+    journal.close()  # the runner closes only the journals it opened itself
 
 
 def test_a_journal_runner_refuses_undeclared_callables(path: Path) -> None:
@@ -81,7 +84,7 @@ def add_row(path: Path, task_id: str, name: str, payload: object) -> None:
     journal = SQLiteJournal(path)
     journal.enqueue([TaskRecord(id=task_id, name=name, payload="[[],{}]", owner=None)])
     journal.close()
-    with sqlite3.connect(path) as conn:  # what a buggy or hostile writer could leave
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # what a buggy or hostile writer could leave
         conn.execute("UPDATE tasks SET payload = ? WHERE id = ?", (payload, task_id))
 
 
@@ -152,7 +155,7 @@ def test_files_are_private(path: Path) -> None:
 
 def test_a_newer_schema_is_refused(path: Path) -> None:
     SQLiteJournal(path).close()
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(JournalError, match=rf"schema version {SCHEMA_VERSION + 1}, newer .* upgrade offload"):
         SQLiteJournal(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,10 @@ def bound(context: offload.TaskContext, x: int) -> list[object]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteJournal:
-    return SQLiteJournal(tmp_path / "j.sqlite3")
+def store(tmp_path: Path) -> Iterator[SQLiteJournal]:
+    journal = SQLiteJournal(tmp_path / "j.sqlite3")
+    yield journal
+    journal.close()
 
 
 def test_success_and_failure_are_recorded(store: SQLiteJournal) -> None:

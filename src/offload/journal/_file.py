@@ -52,6 +52,24 @@ class _Request:
         self.done = False
 
 
+class _ThreadConnection:
+    """A thread's connection, closed when that thread's locals are dropped (it exited, or
+    the journal went away), in the process that opened it: nothing is left for the
+    garbage collector, which would warn about it (``ResourceWarning``, Python 3.13)."""
+
+    __slots__ = ("conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection, pid: int) -> None:
+        self.conn, self.pid = conn, pid
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():  # never a connection inherited across fork()
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+
+
 class SQLiteFile:
     """Connections per thread and group commit over one SQLite file (see the module docstring)."""
 
@@ -112,13 +130,17 @@ class SQLiteFile:
             return conn
         try:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "opening") from exc
+        try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
             conn.execute(f"PRAGMA journal_size_limit = {_AUTOCHECKPOINT * 4096}")
         except sqlite3.Error as exc:
+            conn.close()  # not kept anywhere: close it here (e.g. the file is not a database)
             raise self._error(exc, "opening") from exc
-        local.pid, local.conn = pid, conn
+        local.pid, local.conn, local.owned = pid, conn, _ThreadConnection(conn, pid)
         with self._conns_lock:
             alive = []
             for thread, other in self._conns:
@@ -145,14 +167,14 @@ class SQLiteFile:
         for thread, conn in conns:
             # Another live thread may be inside a statement on its connection right
             # now: closing it under that thread would crash the interpreter. It is
-            # refused from now on (_conn raises) and closed when its thread exits.
+            # refused from now on (_conn raises) and closed when its thread exits
+            # (its _ThreadConnection goes with the thread's locals, kept until then).
             if thread is me or not thread.is_alive():
                 try:
                     with gate:
                         conn.close()
                 except sqlite3.Error:
                     pass
-        self._local = threading.local()
 
     def _corrupt_message(self, detail: str) -> str:
         return (
