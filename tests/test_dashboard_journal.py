@@ -329,6 +329,38 @@ def test_cancel_a_waiting_row(api: Client, written: Written, source: JournalSour
     assert refused["status"] == 409
 
 
+SECOND_RAN = threading.Event()
+
+
+@offload.task(name="tests.journal_dashboard.second")
+def second() -> None:
+    SECOND_RAN.set()
+
+
+def test_cancel_a_row_a_live_process_holds_means_it_never_runs(tmp_path: Path):
+    path = tmp_path / "offload.sqlite3"
+    BLOCK_STARTED.clear()
+    BLOCK_RELEASE.clear()
+    SECOND_RAN.clear()
+    done = Done()
+    runner = Runner(workers=1, journal=str(path), drain_timeout=WAIT, name="offload-test-journal", hooks=[done])
+    try:
+        first = runner.submit(block)
+        assert BLOCK_STARTED.wait(WAIT)
+        queued = runner.submit(second)  # held in this process's memory, behind the only worker
+        with JournalSource(path) as source:
+            assert source.cancel(queued.id) is True
+            BLOCK_RELEASE.set()
+            assert first.wait(WAIT)
+            assert done.event(queued.id).wait(WAIT)  # the worker reached it and refused to run it
+            row = source.task(queued.id)
+        assert not SECOND_RAN.is_set()
+        assert row is not None and row.task.state == "cancelled"
+    finally:
+        BLOCK_RELEASE.set()
+        runner.shutdown(wait=True)
+
+
 def test_purge_deletes_finished_rows_only(api: Client, written: Written, source: JournalSource):
     assert check(api.post("/api/purge", headers=AUTH), "/api/purge", "post") == {"purged": 3}
     assert [t.id for t in source.tasks(TaskQuery()).tasks] == [written.scheduled]
