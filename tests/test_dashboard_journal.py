@@ -443,6 +443,30 @@ def test_status_tasks_show_read_the_journal(capsys: pytest.CaptureFixture[str], 
     assert not any(secret in out for secret in SECRETS)
     status, out, err = run_cli(capsys, "show", "nope", "--journal", journal)
     assert status == 1 and "no task with id 'nope'" in err
+    status, out, _ = run_cli(capsys, "show", written.failed, "--journal", journal)
+    assert status == 0
+    assert "(1 started; this source keeps no per-attempt records)" in out
+    assert "hunter2" not in out
+
+
+def test_reason_offload_gave_is_shown(capsys: pytest.CaptureFixture[str], written: Written):
+    journal = SQLiteJournal(written.path)
+    try:  # what recovery writes when a task's process died while running it, three times
+        assert journal.requeue(written.failed, 1.0)
+        assert journal.finish(written.failed, None, "failed", 2.0, reason="worker_lost")
+    finally:
+        journal.close()
+    with JournalSource(written.path) as source:
+        detail = source.task(written.failed)
+        assert detail is not None and detail.reason == "worker_lost"
+        server = serve(port=0, background=True, token=TOKEN, source=source)
+        try:
+            page = Client(server.url).get(f"/tasks/{written.failed}", headers=AUTH).text
+        finally:
+            server.stop()
+    assert "<td>reason</td><td>worker_lost</td>" in page.replace("\n", "")
+    status, out, _ = run_cli(capsys, "show", written.failed, "--journal", str(written.path))
+    assert status == 0 and re.search(r"reason\s+worker_lost", out)
 
 
 def test_journal_from_the_environment(
@@ -460,6 +484,8 @@ def test_cli_bad_journal_path(capsys: pytest.CaptureFixture[str], tmp_path: Path
         assert status == 1, argv
         assert f"no journal at {missing}" in err, argv
     assert not missing.exists()
+    status, _, err = run_cli(capsys, "tasks", "--journal", str(tmp_path))
+    assert status == 1 and f"no journal at {tmp_path}: no such file" in err
 
 
 def test_cli_journal_and_url_are_exclusive(capsys: pytest.CaptureFixture[str], written: Written):

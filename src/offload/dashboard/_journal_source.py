@@ -70,7 +70,7 @@ def open_journal(path: str | os.PathLike[str]) -> SQLiteJournal:
     if not os.path.isfile(text):
         where = os.path.abspath(text)
         raise JournalError(
-            f"no journal at {where}: the file does not exist (a monitor never creates one; "
+            f"no journal at {where}: no such file (a monitor never creates one; "
             "give the path the application's runner was configured with, journal=PATH)"
         )
     # No quick_check: it reads the whole file on every `offload status`; a damaged
