@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick    # smoke run, scaled-down workloads
     python benchmarks/run.py --only W1,W3,MEM
     python benchmarks/run.py --only RATE,SCHED   # flow control (benchmarks/flow.py)
+    python benchmarks/run.py --only J1,J2,J3    # journal mode
 
 Every workload runs in this one process against three contenders, one after
 the other and interleaved repetition by repetition:
@@ -13,7 +14,9 @@ the other and interleaved repetition by repetition:
 - ``offload.Runner(workers=N)``.
 
 MEM is offload only and runs in a fresh child interpreter; RATE and SCHED
-(flow control, in flow.py) are offload only, against their ideal or an empty heap. The exit status is 0
+(flow control, in flow.py) are offload only, against their ideal or an empty heap. J1-J3
+(benchmarks/durable.py) compare journal mode with in-memory mode and Huey's ``SqliteHuey``
+(the ``huey`` package, in the dev extra) and print a second table. The exit status is 0
 even when a target is missed: this is a report; missed targets say ``MISSED``.
 See benchmarks/README.md for what each workload measures.
 """
@@ -173,6 +176,9 @@ class Report:
         journal = [r for r in self.rows if r.table == "journal"]
         if journal:
             tables.append(self._table(journal, durable.COLUMNS, "journal / Huey"))
+        flow = [r for r in self.rows if r.table == "flow"]
+        if flow:
+            tables.append(self._table(flow, (OFFLOAD,), "vs baseline"))
         return "\n\n".join(tables)
 
     @staticmethod
@@ -448,7 +454,7 @@ def flow_workload(name: str) -> Callable[[Report, bool], None]:
         for row in flow.WORKLOADS[name](quick):
             ok = row.pop("ok")
             value = row.pop("value")
-            report.add(Row(values={OFFLOAD: value}, result="" if ok is None else verdict(ok), **row))
+            report.add(Row(values={OFFLOAD: value}, result="" if ok is None else verdict(ok), table="flow", **row))
 
     return run
 

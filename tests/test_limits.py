@@ -284,3 +284,33 @@ def test_a_released_task_cancelled_before_it_starts_passes_its_slot_on(fake_cloc
     assert c.result(timeout=WAIT) == 2
     assert drain(ran) == [2]
     runner.shutdown()
+
+
+def test_concurrency_bound_holds_under_load():
+    # Real threads racing: 8 workers, 300 short tasks of two limited names plus plain ones.
+    lock = threading.Lock()
+    running = {"a": 0, "b": 0}
+    high = {"a": 0, "b": 0}
+
+    def make(label: str, limit: int):
+        @offload.task(name=f"tests.limits.load.{label}", concurrency=limit)
+        def work(i: int) -> int:
+            with lock:
+                running[label] += 1
+                high[label] = max(high[label], running[label])
+            threading.Event().wait(0.0005)  # hold the slot briefly so that attempts overlap
+            with lock:
+                running[label] -= 1
+            return i
+
+        return work
+
+    a, b = make("a", 3), make("b", 1)
+    with Runner(workers=8) as runner:
+        handles = [runner.submit(a if i % 3 else b, i) for i in range(300)]
+        handles += [runner.submit(int, i) for i in range(100)]
+        assert [h.result(timeout=WAIT) for h in handles[:300]] == list(range(300))
+        assert runner.join(WAIT)
+        stats = runner.stats()
+    assert high["a"] <= 3 and high["b"] == 1
+    assert stats.succeeded == 400 and stats.queued == 0

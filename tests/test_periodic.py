@@ -229,6 +229,7 @@ def test_cron_without_croniter_names_the_extra(monkeypatch):
         ({"cron": "61 * * * *"}, "cron must be a valid cron expression"),
         ({"cron": "every monday"}, "cron must be a valid cron expression"),
         ({"cron": 5}, "cron must be a valid cron expression"),
+        ({"cron": "0 0 30 2 *"}, "cron '0 0 30 2 \\*' never matches a date"),
         ({"cron": "* * * * *", "tz": "Mars/Olympus"}, "tz must be a time zone name"),
         ({"cron": "* * * * *", "tz": 2}, "tz must be a time zone name"),
         ({"cron": "* * * * *", "tz": "Europe"}, "tz must be a time zone name"),
@@ -351,3 +352,18 @@ def test_a_tick_refused_by_a_full_queue_is_logged_and_counted(clock, tmp_path, c
     assert "queue is full" in caplog.text
     gate.set()
     runner.shutdown(wait=True, timeout=WAIT)
+
+
+def test_a_failing_schedule_stops_alone_and_the_beat_goes_on(runner, clock, tmp_path, caplog):
+    good = ticker("tests.periodic.good", clock, every=60)
+    broken = ticker("tests.periodic.broken", clock, every=60, missed="run_once")
+    # Its state file cannot be read (a directory sits at its path): planning it fails.
+    _periodic.TickClaims(tmp_path)._path("tests.periodic.broken").mkdir()
+    runner.start(state_dir=tmp_path)
+    step(clock, 60)
+    assert good.get(timeout=WAIT) == START + 60
+    assert "periodic task tests.periodic.broken: cannot plan its next tick" in caplog.text
+    assert offload.periodic_tasks()["tests.periodic.broken"].next_at == float("inf")
+    step(clock, 60)
+    assert good.get(timeout=WAIT) == START + 120
+    assert broken.empty()

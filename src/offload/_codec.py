@@ -45,6 +45,7 @@ _DATE = "__offload_date__"
 _TAG_PREFIX = "__offload_"
 
 _SCALARS = (str, int, bool, type(None))
+_NO_ARGUMENTS = "[[],{}]"
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False).encode
 
 
@@ -97,6 +98,8 @@ def encode_payload(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
         kwargs: keyword arguments.
         limit: most bytes the encoded text may take.
     """
+    if not args and not kwargs:
+        return _NO_ARGUMENTS
     try:
         plain_args = [_convert(value, f"args[{i}]", 0) for i, value in enumerate(args)]
         plain_kwargs = {key: _convert(value, f"kwargs[{key!r}]", 0) for key, value in kwargs.items()}

@@ -32,7 +32,7 @@ def configure(**options: Any) -> None:
     Takes the keyword options of :class:`~offload.Runner` (``workers``,
     ``queue_size``, ``on_full``, ``block_timeout``, ``history``,
     ``drain_timeout``, ``idle_timeout``, ``abandon_timeout``, ``max_abandoned``,
-    ``eager``); options not given keep their current value. Calling it again
+    ``eager``, ``journal``); options not given keep their current value. Calling it again
     with the same values is harmless.
 
     Raises:

@@ -1,16 +1,21 @@
-"""Flow control around the core runner: task context, expiry, unique tasks and
-the hand-off to rate/concurrency limits (``_limits.py``).
+"""Flow control around the core runner: task context, expiry, unique tasks,
+cooperative cancel, and the hand-off to rate/concurrency limits (``_limits.py``).
 
 A task that uses none of these costs nothing: its handle's ``_flow`` stays
 ``None`` and the runner's hot paths test only that. A task that uses any of
 them gets one small :class:`Flow` object at enqueue, and the runner calls in here
-at four points, always with its lock held:
+at a few points:
 
-- ``_enqueue``: :func:`attach` (before the lock: validation, the unique key, the
-  expiry time) then :func:`admit_locked` (under it: the unique index, the expiry timer);
-- the worker's pop: :func:`may_start_locked` (limits, expiry);
+- ``_enqueue``: :func:`attach` (no lock: validation, the unique key, the expiry
+  time); ``_queue``: :func:`attach_recovered` for tasks recovered from the journal,
+  then, under the lock, :func:`duplicate_locked` and :func:`admit_locked` (the
+  unique index, the expiry timer);
+- the worker's pop: :func:`may_start_locked` (expiry, limits, binding the context);
 - the end of an attempt: :func:`attempt_ended_locked` (frees a concurrency slot);
-- ``_retire``: :func:`retired_locked` (leaves the unique index).
+- ``cancel()`` of a running task: :func:`request_cancel_locked`;
+- ``_retire``: :func:`retired_locked` (leaves the unique index, passes on a
+  promised token or slot, lets go of the Flow);
+- the scheduler: :func:`expire_locked` and :func:`coroutine_timeout_locked`.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ _QUEUED = State.QUEUED
 class Flow:
     """Per-task flow-control state (only for tasks that need it)."""
 
-    __slots__ = ("cancel_requested", "context", "expires_at", "holds_slot", "key", "limited", "released")
+    __slots__ = ("bound", "cancel_requested", "context", "expires_at", "holds_slot", "key", "limited", "released")
 
     def __init__(self) -> None:
+        self.bound = False  # the context is bound into handle._fn (done when it first starts)
         self.cancel_requested = False  # cancel() was called while an attempt ran
         self.context: TaskContext | None = None
         self.key: Any = None
@@ -115,19 +121,42 @@ def attach(
         EnqueueError: the unique key function raised or returned an unhashable key.
         ConfigurationError: ``expires`` is invalid or not after the start time.
     """
-    flow = handle._flow = Flow()
-    if options.bind:
-        flow.context = TaskContext(handle, handle.name, options.retries)
-        # Bound into the function, not prepended to the arguments: ``_args`` stays
-        # what the caller passed (shown by the dashboard, reused by a retry from it).
-        fn = handle._fn
-        assert fn is not None
-        handle._fn = partial(fn, flow.context)
+    flow = attach_recovered(handle, options)
+    if runner._eager:
+        bind_context(handle)  # eager attempts run inline, without the worker's pop
     if options.unique_key is not None:
         flow.key = unique_key(handle, options)
     if expires is not None:
         flow.expires_at = runner._now() + expires_in(runner, handle.name, expires, delay)
+
+
+def attach_recovered(handle: TaskHandle, options: TaskOptions) -> Flow:
+    """The Flow of a task from the journal (or the base of :func:`attach`): context and limits.
+
+    Runs no user code, so the runner may call it for tasks it did not enqueue itself.
+    Uniqueness and expiry are not in the journal: recovered tasks have neither.
+    """
+    flow = handle._flow = Flow()
+    if options.bind:
+        flow.context = TaskContext(handle, handle.name, options.retries)
     flow.limited = options.rate_limit is not None or options.concurrency is not None
+    return flow
+
+
+def bind_context(handle: TaskHandle) -> None:
+    """Bind the context into the function, once, just before the first attempt.
+
+    Bound into the function, not prepended to the arguments: ``_args`` stays what
+    the caller passed (journaled, shown by the dashboard, reused by a retry from
+    it); and bound late, so that the function it wraps is the one that will run
+    (the journal replaces ``_fn`` with its own wrapper at enqueue).
+    """
+    flow: Flow = handle._flow
+    if flow.context is not None and not flow.bound:
+        fn = handle._fn
+        assert fn is not None
+        handle._fn = partial(fn, flow.context)
+        flow.bound = True
 
 
 def unique_key(handle: TaskHandle, options: TaskOptions) -> Any:
@@ -193,10 +222,13 @@ def may_start_locked(runner: Runner, handle: TaskHandle) -> bool:
     if flow.expires_at is not None and runner._now() >= flow.expires_at:
         # The expiry timer is due now (or overdue): it marks the task and wakes waiters.
         return False
-    if not flow.limited:
-        return True
-    released, flow.released = flow.released, False
-    return try_start_locked(runner, handle, released)
+    if flow.limited:
+        released, flow.released = flow.released, False
+        if not try_start_locked(runner, handle, released):
+            return False
+    if flow.context is not None and not flow.bound:
+        bind_context(handle)
+    return True
 
 
 def attempt_ended_locked(runner: Runner, handle: TaskHandle) -> None:
@@ -216,7 +248,7 @@ def retired_locked(runner: Runner, handle: TaskHandle) -> None:
         limiter = runner._flow_state.limiters.get(handle.name)
         if limiter is not None and limiter.parked:
             release_locked(runner, limiter)
-    if flow.context is not None and isinstance(handle._fn, partial):
+    if flow.bound and isinstance(handle._fn, partial):
         handle._fn = handle._fn.func  # kept (a failed task): its own function; a retry gets a new context
     if flow.expires_at is not None and handle.state is not State.EXPIRED:
         runner._stale_timers += 1  # its expiry timer will never matter: let compaction drop it

@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
@@ -173,7 +174,12 @@ def check_schedule(owner: str, *, every: Any, cron: Any, tz: Any, missed: Any) -
         if tz is not None:
             raise ConfigurationError(f"{owner}: tz applies to cron= only; every= ticks are counted from the epoch")
         return check.seconds(owner, "every", every, zero_ok=False), None, timezone.utc, missed
-    return None, _check_cron(owner, cron), _zone(owner, tz), missed
+    cron, zone = _check_cron(owner, cron), _zone(owner, tz)
+    try:  # valid syntax that never matches ("0 0 30 2 *") fails here, not in the beat
+        Schedule(None, None, cron, zone, missed).next_after(time.time())  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigurationError(f"{owner}: cron {cron!r} never matches a date ({exc})") from None
+    return None, cron, zone, missed
 
 
 def _check_no_arguments(owner: str, fn: Callable[..., Any], bind: bool) -> None:
@@ -313,6 +319,13 @@ class Beat:
         self.thread.start()
 
     def _plan(self, schedule: Schedule, now: float, *, starting: bool) -> None:
+        try:
+            self._plan_next(schedule, now, starting=starting)
+        except Exception:  # a croniter error, an unreadable state file: stop this schedule, not the beat
+            runner_log.exception("periodic task %s: cannot plan its next tick; it will not run", schedule.name)
+            schedule.next_at = math.inf
+
+    def _plan_next(self, schedule: Schedule, now: float, *, starting: bool) -> None:
         schedule.next_at = schedule.next_after(now)
         if not starting or schedule.missed != "run_once":
             return
@@ -349,12 +362,18 @@ class Beat:
                 due = [s for s in schedules if s.next_at is not None and s.next_at <= now]
                 if due:
                     for schedule in due:
-                        self._fire(schedule, now)
+                        try:
+                            self._fire(schedule, now)
+                        except Exception:  # never kill the beat: stop this schedule only
+                            runner_log.exception("periodic task %s: tick failed; it will not run again", schedule.name)
+                            schedule.next_at = math.inf
                     continue
                 self.settled = True
                 self.settled_at = now
                 self.cond.notify_all()
-                soonest = min((s.next_at for s in schedules if s.next_at is not None), default=None)
+                soonest = min(
+                    (s.next_at for s in schedules if s.next_at is not None and s.next_at < math.inf), default=None
+                )
                 deadline = None if soonest is None else clock.monotonic() + (soonest - now)
                 clock.wait(self.cond, deadline)
                 self.settled = False

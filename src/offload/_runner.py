@@ -33,7 +33,15 @@ from . import _validate as check
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RunnerSettings
 from ._errors import ConfigurationError, PayloadError, QueueFullError, RunnerClosedError
-from ._flow import FlowState, admit_locked, attach, duplicate_locked, request_cancel_locked, retired_locked
+from ._flow import (
+    FlowState,
+    admit_locked,
+    attach,
+    attach_recovered,
+    duplicate_locked,
+    request_cancel_locked,
+    retired_locked,
+)
 from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
 from ._ids import new_task_id
@@ -332,13 +340,18 @@ class Runner:
             return handle
         self._journal.enqueue(handle, delay)  # on disk first; undone below if refused
         try:
-            return self._queue(handle, delay)
+            queued = self._queue(handle, delay)
         except BaseException:
             self._journal.forget(handle)
             raise
+        if queued is not handle:  # a unique twin got in first: this row must not run after a restart
+            self._journal.forget(handle)
+        return queued
 
     def _queue(self, handle: TaskHandle, delay: float, *, wait_for_room: bool = True) -> TaskHandle:
         """Make a handle wait for its time or a worker (QueueFullError if no room)."""
+        if handle._flow is None and handle._options.flow:
+            attach_recovered(handle, handle._options)  # recovered from the journal: context and limits
         spawn = False
         with self._lock:
             if self._state is not self._RUNNING:
@@ -508,11 +521,18 @@ class Runner:
     # -- lookups and stats ------------------------------------------------
 
     def get(self, task_id: str) -> TaskHandle | None:
-        """The handle of an unfinished or recently finished task, or ``None``."""
+        """The handle of an unfinished or recently finished task, or ``None``.
+
+        With a journal, a task this process does not hold is looked up there (any
+        process's task): the handle is a snapshot of its row.
+        """
         if not isinstance(task_id, str):
             raise TypeError(f"get(): task id must be a str, got {task_id!r}")
         with self._lock:
-            return self._active.get(task_id) or self._history.get(task_id)
+            handle = self._active.get(task_id) or self._history.get(task_id)
+        if handle is None and self._journal is not None:
+            handle = self._journal.lookup(task_id)
+        return handle
 
     def stats(self) -> RunnerStats:
         """A frozen snapshot of counts, queue depth, threads and run times."""

@@ -105,8 +105,10 @@ def _expire_locked(runner: Runner, handle: TaskHandle) -> None:
     if woken is None:
         return
     task_log.info("task %s (id %s) expired before it started; it will not run", handle.name, handle.id)
-    runner._lock.release()  # waiters and callbacks run without the runner lock
+    runner._lock.release()  # waiters, callbacks and the journal without the runner lock
     try:
+        if runner._journal is not None:  # or it would run after a restart
+            runner._journal.cancelled(handle, "expired: its expires time passed before it started")
         handle._wake(*woken)
     finally:
         runner._lock.acquire()

@@ -309,3 +309,15 @@ def test_bad_journal_option_is_a_configuration_error(path: Path) -> None:
         offload.Runner(journal=str(path), eager=True)
     with pytest.raises(offload.ConfigurationError, match="synchronous"):
         SQLiteJournal(path, synchronous="off")
+
+
+def test_existing_journal_in_a_read_only_directory_raises_journal_write_error() -> None:
+    directory, user = nobody_dir()
+    path = directory / "journal.sqlite3"
+    SQLiteJournal(path).close()  # closed cleanly: no -wal/-shm left, and none can be created now
+    path.chmod(0o666)
+    directory.chmod(0o555)
+    lines = run_child(path, 0, user)
+    assert lines[0][:2] == ["OPEN", "JournalWriteError"], lines[:3]
+    assert str(path) in lines[0][2]
+    assert "readonly" in lines[0][2] or "unable to open" in lines[0][2]

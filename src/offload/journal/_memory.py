@@ -112,10 +112,12 @@ class MemoryStore(Store):
             row.error = error
             return True
 
-    def cancel(self, task_id: str, reason: str, now: float) -> bool:
+    def cancel(self, task_id: str, reason: str, now: float, *, owner: str | None = None) -> bool:
         with self._lock:
             row = self._rows.get(task_id)
-            if row is None or row.state not in WAITING:
+            if row is None:
+                return False
+            if row.state not in WAITING and not (owner is not None and row.state == RUNNING and row.owner == owner):
                 return False
             row.state = CANCELLED
             row.reason = reason

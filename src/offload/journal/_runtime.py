@@ -26,18 +26,37 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import _task
-from .._codec import DEFAULT_MAX_PAYLOAD, PayloadDecodeError, decode_payload, encode_payload, encode_value
-from .._errors import ConfigurationError, JournalError, PayloadError
-from .._flow import attach
+from .._codec import (
+    DEFAULT_MAX_PAYLOAD,
+    PayloadDecodeError,
+    decode_payload,
+    decode_value,
+    encode_payload,
+    encode_value,
+)
+from .._errors import ConfigurationError, JournalError, OffloadError, PayloadError
 from .._handle import ErrorInfo, State, TaskHandle
 from .._hooks import Hook
 from .._log import runner_log
+from .._task import TaskOptions
 from ._owner import is_alive, owner_id
-from ._store import DECODE_ERROR, FAILED, QUEUED, SCHEDULED, SUCCEEDED, UNKNOWN_TASK, Store, TaskRecord
+from ._store import (
+    CANCELLED,
+    DECODE_ERROR,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    SCHEDULED,
+    SUCCEEDED,
+    UNKNOWN_TASK,
+    WAITING,
+    Store,
+    TaskRecord,
+)
 
 if TYPE_CHECKING:
     from .._runner import Runner
@@ -117,9 +136,6 @@ class Durable(Hook):
     def enqueue(self, handle: TaskHandle, delay: float) -> None:
         """Write a new task's row; raise PayloadError or JournalWriteError if it cannot be."""
         fn = handle._fn
-        bound = fn if isinstance(fn, partial) else None  # a bind=True task: partial(fn, context)
-        if bound is not None:
-            fn = bound.func
         task = _task._registry.get(handle.name)
         if task is None or (task.fn is not fn and not isinstance(fn, _Attempt)):
             raise PayloadError(
@@ -127,22 +143,33 @@ class Durable(Hook):
                 "registered name in the process that runs them; decorate the function with @offload.task"
             )
         payload = encode_payload(handle.name, handle._args, handle._kwargs, self.max_payload)
-        options = handle._options
+        runner = self.runner
+        # An idle worker will take this task at once: write it already started, so
+        # that its attempt needs no second transaction (a crash in the moment
+        # before that worker begins counts one attempt that did not start).
+        # Not for at_most_once tasks: one would end "interrupted" without having run.
+        prestart = (
+            delay <= 0.0
+            and runner._idle > runner._n_queued
+            and runner._workers_max > 0
+            and not handle._options.at_most_once
+        )
         record = TaskRecord(
             id=handle.id,
             name=handle.name,
             payload=payload,
             queue=handle.queue,
             priority=handle.priority,
-            state=SCHEDULED if delay > 0.0 else QUEUED,
-            at_most_once=options.at_most_once,
+            state=RUNNING if prestart else SCHEDULED if delay > 0.0 else QUEUED,
+            attempts=1 if prestart else 0,
+            at_most_once=handle._options.at_most_once,
             created_at=handle.created_at,
             run_at=handle.created_at + delay,
-            owner=self.owner if self.runner._workers_max else None,  # enqueue only: anyone may claim it
+            started_at=handle.created_at if prestart else None,
+            owner=self.owner if runner._workers_max else None,  # enqueue only: anyone may claim it
         )
         self.store.enqueue([record])
-        attempt = _Attempt(self, handle.id, task.fn)
-        handle._fn = attempt if bound is None else partial(attempt, *bound.args, **bound.keywords)
+        handle._fn = _Attempt(self, handle.id, task.fn, started=prestart)  # a bound task's context wraps it later
 
     def forget(self, handle: TaskHandle) -> None:
         """Remove the row of a task the runner refused after it was written."""
@@ -153,9 +180,46 @@ class Durable(Hook):
 
     def cancelled(self, handle: TaskHandle, reason: str) -> None:
         try:
-            self.store.cancel(handle.id, reason, self.runner._wall())
+            # Its attempt never began (cancel() refuses running tasks): a row marked
+            # started at enqueue is cancelled too.
+            self.store.cancel(handle.id, reason, self.runner._wall(), owner=self.owner)
         except JournalError as exc:
             self._log_error("cancel of task %s (id %s) not recorded: %s", handle.name, handle.id, exc)
+
+    def lookup(self, task_id: str) -> TaskHandle | None:
+        """A snapshot handle of a journal row this process does not hold (any process's task).
+
+        ``result()`` returns the stored result (None if it was not stored); for a
+        failed task it raises :class:`~offload.OffloadError` with the recorded
+        error's class and message (the exception object lives only in the
+        process that ran it). Such a handle never changes: look it up again.
+        """
+        record = self.store.fetch(task_id)
+        if record is None:
+            return None
+        task = _task._registry.get(record.name)
+        options = task.options if task is not None else TaskOptions(name=record.name)
+        handle = TaskHandle(
+            record.id, record.name, None, (), {}, options, None, record.created_at, record.priority, None, None
+        )
+        handle.state = State(record.state)
+        handle.attempts = record.attempts
+        handle.error = record.error
+        handle.started_at = record.started_at
+        handle.finished_at = record.finished_at
+        if record.state in WAITING:
+            handle.next_attempt_at = record.run_at
+        if record.state in (CANCELLED, INTERRUPTED):
+            handle.cancel_reason = record.reason or record.state
+        if record.result is not None:
+            try:
+                handle._result = decode_value(record.result)
+            except PayloadDecodeError:
+                handle._result = None
+        if record.state == FAILED:
+            what = f"{record.error.type}: {record.error.message}" if record.error else record.reason or "failed"
+            handle._exc = OffloadError(f"task {record.name} (id {record.id}) failed: {what}")
+        return handle
 
     # -- worker threads (hooks) --------------------------------------------------
 
@@ -166,12 +230,10 @@ class Durable(Hook):
                 f"({self.owner}); another process took it over, so this attempt does not run"
             )
 
-    def _finish_now(self) -> bool:
-        # Commit at once when nothing else is queued; otherwise the next start commits it.
+    def _claim_more(self) -> None:
         runner = self.runner
         if runner._n_queued < runner._workers_max and self._backlog:
             self._wake.set()
-        return runner._n_queued == 0
 
     def after_success(self, handle: TaskHandle, result: Any) -> None:
         text = None
@@ -190,10 +252,12 @@ class Durable(Hook):
         self._finish(handle, FAILED, error=handle.error)
 
     def _finish(self, handle: TaskHandle, state: str, *, result: str | None = None, error: Any = None) -> None:
+        # Not waited for: the next commit of any thread carries it (an enqueue, a
+        # start mark, this worker's next task: see _Attempt), or the keeper's flush
+        # within CHECKPOINT_INTERVAL. So a task costs one transaction, not two.
+        self._claim_more()
         try:
-            self.store.finish(
-                handle.id, self.owner, state, self.runner._wall(), result=result, error=error, wait=self._finish_now()
-            )
+            self.store.finish(handle.id, self.owner, state, self.runner._wall(), result=result, error=error, wait=False)
         except JournalError as exc:
             self._log_error("outcome of task %s (id %s) not recorded: %s", handle.name, handle.id, exc)
 
@@ -227,6 +291,7 @@ class Durable(Hook):
                 self._backlog = True  # poll: rows released by others, scheduled rows now due
                 last_beat = now
             self._guard("claim", self.claim)
+            self._guard("flush", self.store.flush)
             checkpoint = getattr(self.store, "checkpoint", None)
             if checkpoint is not None:
                 truncate = now - last_truncate >= TRUNCATE_INTERVAL
@@ -335,9 +400,7 @@ class Durable(Hook):
         )
         handle.attempts = record.attempts
         delay = max(0.0, record.run_at - now)
-        if task.options.flow:  # a context for bind=True, its limits and unique key, as at enqueue
-            attach(runner, handle, task.options, delay, None)
-        self.recovered += 1
+        self.recovered += 1  # its context and limits: Runner._queue attaches them
         # Closed meanwhile: RunnerClosedError, and the row stays ours until close() releases it.
         runner._queue(handle, delay, wait_for_room=False)
 
@@ -378,11 +441,26 @@ class Durable(Hook):
             self.store.close()
 
     def after_fork(self) -> None:
-        """In a forked child: a new owner id and a keeper thread of its own."""
+        """In a forked child (a pre-forking server's worker): a new owner and a keeper of its own.
+
+        The parent keeps owning (and running) the rows it holds; the child
+        registers itself and starts running recovered and unowned work at once.
+        """
         self.owner = owner_id()
         self._stopping = self._closed = False
         self._wake = threading.Event()
         self._backlog = True
+        runner = self.runner
+        if runner._state is runner._NEW:
+            runner._state = runner._RUNNING
+        # Fork handlers run in registration order, and offload's runner handler may run
+        # before the journal's: reset what the keeper is about to use first.
+        from ._forkgate import gate
+
+        gate.after_fork_in_child()
+        reset = getattr(self.store, "reset_after_fork", None)
+        if reset is not None:
+            reset()
         self._start_keeper()
 
     def _log_error(self, message: str, *args: object) -> None:
@@ -397,15 +475,22 @@ class Durable(Hook):
 class _Attempt:
     """The function a journaled handle runs: mark the row running, then call the task."""
 
-    __slots__ = ("durable", "fn", "task_id")
+    __slots__ = ("durable", "fn", "started", "task_id")
 
-    def __init__(self, durable: Durable, task_id: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, durable: Durable, task_id: str, fn: Callable[..., Any], *, started: bool = False) -> None:
         self.durable = durable
         self.task_id = task_id
         self.fn = fn
+        self.started = started  # the first attempt was marked started at enqueue
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.durable.start_attempt(self.task_id)
+        if self.started:
+            self.started = False
+            # This worker's previous finish must be on disk before another task of
+            # it runs: then at most one task per worker can run again after a crash.
+            self.durable.store.flush_thread()
+        else:
+            self.durable.start_attempt(self.task_id)  # its commit carries every pending write
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ this code cannot know what the newer columns mean.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from .._errors import JournalError
 
@@ -54,20 +55,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -> int:
+def migrate(
+    conn: sqlite3.Connection,
+    path: str,
+    target: int = SCHEMA_VERSION,
+    begin: Callable[[sqlite3.Connection], None] | None = None,
+) -> int:
     """Bring the schema up to ``target`` inside one write transaction; return the version found.
+
+    A journal already at ``target`` is only read: opening it takes no write lock.
+    ``begin`` starts the write transaction (default: a plain ``BEGIN IMMEDIATE``).
 
     Raises:
         JournalError: the file was written by a newer schema.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    found = _version(conn, path)
+    if found >= target:
+        return found
+    if begin is None:
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        begin(conn)
     try:
-        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if found > SCHEMA_VERSION:
-            raise JournalError(
-                f"journal {path} has schema version {found}, newer than the {SCHEMA_VERSION} this offload "
-                "understands; upgrade offload in this environment (or point it at another journal file)"
-            )
+        found = _version(conn, path)  # another process may have migrated meanwhile
         for version in range(found, target):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
@@ -78,3 +88,13 @@ def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _version(conn: sqlite3.Connection, path: str) -> int:
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise JournalError(
+            f"journal {path} has schema version {found}, newer than the {SCHEMA_VERSION} this offload "
+            "understands; upgrade offload in this environment (or point it at another journal file)"
+        )
+    return found

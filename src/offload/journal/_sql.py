@@ -34,6 +34,10 @@ CANCEL = (
     "UPDATE tasks SET state = 'cancelled', reason = ?, finished_at = ?, owner = NULL "
     "WHERE id = ? AND state IN ('queued', 'scheduled', 'retrying')"
 )
+CANCEL_OWNED = (
+    "UPDATE tasks SET state = 'cancelled', reason = ?, finished_at = ?, owner = NULL "
+    "WHERE id = ? AND (state IN ('queued', 'scheduled', 'retrying') OR (state = 'running' AND owner = ?))"
+)
 REQUEUE = (
     "UPDATE tasks SET state = 'queued', run_at = ?, finished_at = NULL, result = NULL, reason = NULL, "
     "interrupted = 0, owner = NULL WHERE id = ? AND state IN ('succeeded', 'failed', 'cancelled', 'interrupted')"

@@ -1,40 +1,26 @@
 """SQLiteJournal: the Store contract in an SQLite file (stdlib ``sqlite3``, no server).
 
-Settings, and why:
-
-- WAL journal mode: readers never block the writer and a commit is one append.
-- One connection per thread (SQLite connections are not shared between threads);
-  a connection made before ``fork()`` is never used by the child.
-- Every write is ``BEGIN IMMEDIATE``: the write lock is taken up front, so two
-  processes never deadlock upgrading read locks; ``busy_timeout`` waits for it,
-  and a write still refused after ``lock_timeout`` raises ``JournalWriteError``.
-- Group commit: a writing thread appends its statements to a shared list; the
-  first one to find no commit in progress commits everything pending in one
-  transaction while the others wait on a condition.
-  Threads that arrive while a commit is in progress are committed together by
-  the next one, so request threads are batched instead of queued one by one
-  behind each other or behind the workers.
-- ``synchronous`` NORMAL (default) or FULL; see docs/journal.md for what each survives.
-- The file is created with mode 0600 (SQLite gives its -wal and -shm files the same).
+The file handling (connections per thread, group commit, fork safety) is in
+``_file.py``; this module is the contract's statements and the opening checks.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from .. import _validate as check
 from .._codec import DEFAULT_MAX_PAYLOAD
 from .._errors import ConfigurationError, JournalCorruptError, JournalError, JournalWriteError
 from .._handle import ErrorInfo
+from ._file import SYNCHRONOUS, Op, SQLiteFile
+from ._forkgate import gate
 from ._memory import _is_dead, worker_lost_error
 from ._schema import migrate
 from ._sql import (
     CANCEL,
+    CANCEL_OWNED,
     CLAIM_SELECT,
     COLUMNS,
     FINISH_ANY,
@@ -64,28 +50,8 @@ from ._store import (
     TaskRecord,
 )
 
-SYNCHRONOUS = ("normal", "full")
-_allocate_lock = threading.Lock
-# WAL pages after which a commit checkpoints by itself (see checkpoint()).
-_AUTOCHECKPOINT = 10_000
 
-# An operation of a write: (sql, parameters) or a function run inside the transaction.
-Op = tuple[str, Sequence[Any]] | Callable[[sqlite3.Connection], Any]
-
-
-class _Request:
-    __slots__ = ("done", "error", "ops", "results", "wait", "wake")
-
-    def __init__(self, ops: Sequence[Op], wait: bool) -> None:
-        self.ops = ops
-        self.wait = wait
-        self.wake: Any = None  # a held lock a waiting thread sleeps on
-        self.results: list[Any] | None = None
-        self.error: JournalError | None = None
-        self.done = False
-
-
-class SQLiteJournal(Store):
+class SQLiteJournal(SQLiteFile, Store):
     """A journal in one SQLite file, shareable by several processes on one host.
 
     Args:
@@ -135,25 +101,19 @@ class SQLiteJournal(Store):
         )
         self.keep_for = check.optional_seconds(owner, "keep_for", keep_for)
         check.flag(owner, "check_on_open", check_on_open)
-        self._local = threading.local()
-        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._conns_lock = threading.Lock()
-        self._pending: list[_Request] = []
-        self._mutex = threading.Lock()
-        self._committing = False
-        self._closed = False
-        #: Writes accepted with ``wait=False`` that failed later (each is logged).
-        self.lost_writes = 0
+        self._init_file()
         self._create_file()
-        conn = self._conn()
+        with gate:
+            conn = self._conn()
         if check_on_open:
             problems = self.check(quick=True)
             if problems != ["ok"]:
                 self.close()
                 raise JournalCorruptError(self._corrupt_message("; ".join(problems[:5])))
         try:
-            migrate(conn, self.path)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            with gate:
+                migrate(conn, self.path, begin=self._begin)
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.Error as exc:
             self.close()
             raise self._error(exc, "opening") from exc
@@ -166,206 +126,6 @@ class SQLiteJournal(Store):
 
     def __repr__(self) -> str:
         return f"<SQLiteJournal {self.path}>"
-
-    # -- files and connections ---------------------------------------------------
-
-    def _create_file(self) -> None:
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return
-        except OSError as exc:
-            raise JournalWriteError(f"journal {self.path}: cannot create the file: {exc}") from exc
-        os.close(fd)
-
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (a new one after fork or for a new thread)."""
-        if self._closed:
-            raise JournalError(f"journal {self.path} is closed")
-        pid = os.getpid()
-        local = self._local
-        if getattr(local, "pid", None) == pid:
-            conn: sqlite3.Connection = local.conn
-            return conn
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
-            conn.execute(f"PRAGMA journal_size_limit = {_AUTOCHECKPOINT * 4096}")
-        except sqlite3.Error as exc:
-            raise self._error(exc, "opening") from exc
-        local.pid, local.conn = pid, conn
-        with self._conns_lock:
-            alive = []
-            for thread, other in self._conns:
-                if thread.is_alive():
-                    alive.append((thread, other))
-                else:
-                    other.close()  # its thread exited (e.g. an idle worker retired)
-            alive.append((threading.current_thread(), conn))
-            self._conns = alive
-        return conn
-
-    def close(self) -> None:
-        """Commit pending writes and close every connection of this process."""
-        if self._closed:
-            return
-        try:
-            self.flush()
-        except JournalError:
-            pass  # already logged and counted per write
-        self._closed = True
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-        me = threading.current_thread()
-        for thread, conn in conns:
-            # Another live thread may be inside a statement on its connection right
-            # now: closing it under that thread would crash the interpreter. It is
-            # refused from now on (_conn raises) and closed when its thread exits.
-            if thread is me or not thread.is_alive():
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-        self._local = threading.local()
-
-    def _corrupt_message(self, detail: str) -> str:
-        return (
-            f"journal {self.path} is damaged ({detail}). offload refuses to use it. "
-            f"Inspect it with `offload journal check --journal {self.path}`; "
-            f"`offload journal repair --journal {self.path}` "
-            "moves it aside (to PATH.corrupt-<time>) and copies every readable row into a new file. "
-            "Or move it aside yourself and start with an empty journal."
-        )
-
-    def _error(self, exc: sqlite3.Error, action: str, *, write: bool = True) -> JournalError:
-        text = str(exc)
-        if "malformed" in text or "not a database" in text:
-            return JournalCorruptError(self._corrupt_message(f"{action}: {text}"))
-        cls = JournalWriteError if write else JournalError
-        return cls(f"journal {self.path}: {action} failed: {text}")
-
-    # -- group commit ------------------------------------------------------------
-
-    def _write(self, ops: Sequence[Op], *, wait: bool = True) -> list[Any]:
-        """Add ``ops`` to the next transaction; unless ``wait`` is False, return once committed.
-
-        The first thread to find no commit in progress is the leader: it takes
-        everything pending and commits it in one transaction (outside the
-        mutex). Meanwhile others append and sleep on a lock of their own. The
-        leader wakes exactly the threads it committed for, then hands the lead
-        to the oldest waiting thread, if any, which commits what piled up. No
-        thread ever competes for a lock held across I/O, so none is starved.
-        """
-        request = _Request(ops, wait)
-        with self._mutex:
-            self._pending.append(request)
-            if not wait:
-                return []
-            lead = not self._committing
-            if lead:
-                self._committing = True
-                batch, self._pending = self._pending, []
-            else:
-                request.wake = wake = _allocate_lock()
-                wake.acquire()
-        if not lead:
-            request.wake.acquire()  # released by a leader: done, or our turn to lead
-            if not request.done:
-                with self._mutex:
-                    batch, self._pending = self._pending, []
-                lead = True
-        if lead:
-            self._lead(batch, request)
-        if request.error is not None:
-            raise request.error
-        assert request.results is not None
-        return request.results
-
-    def _lead(self, batch: list[_Request], me: _Request) -> None:
-        try:
-            self._commit(batch)
-        finally:
-            for request in batch:
-                if request.wake is not None and request is not me:
-                    request.wake.release()
-            with self._mutex:
-                for request in self._pending:
-                    if request.wake is not None:
-                        request.wake.release()  # the oldest waiter leads next
-                        break
-                else:
-                    self._committing = False
-
-    def flush(self) -> None:
-        """Commit every write accepted with ``wait=False``."""
-        if self._pending:
-            self._write([])
-
-    def _commit(self, batch: list[_Request]) -> None:
-        """Commit a batch in one transaction; set every request's outcome."""
-        try:
-            self._transaction(batch)
-        except JournalError as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-            else:  # one bad request must not fail the others: retry them one by one
-                for request in batch:
-                    try:
-                        self._transaction([request])
-                    except JournalError as one:
-                        request.error = one
-        for request in batch:
-            request.done = True
-            if request.error is not None and not request.wait:
-                self.lost_writes += 1
-                from .._log import runner_log
-
-                runner_log.error("journal write lost: %s", request.error)
-
-    def _transaction(self, batch: Sequence[_Request]) -> None:
-        conn = self._conn()
-        self._begin(conn)
-        try:
-            for request in batch:
-                results = []
-                for op in request.ops:
-                    if callable(op):
-                        results.append(op(conn))
-                    else:
-                        results.append(conn.execute(op[0], op[1]).rowcount)
-                request.results = results
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            for request in batch:
-                request.results = None
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise self._error(exc, "write") from exc
-
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                # busy_timeout already waited; keep trying until lock_timeout, so that
-                # "database is locked" never reaches a caller under ordinary contention.
-                if "locked" in str(exc) and time.monotonic() < deadline:
-                    continue
-                raise self._error(exc, "write") from exc
-            except sqlite3.Error as exc:
-                raise self._error(exc, "write") from exc
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise self._error(exc, "read", write=False) from exc
 
     # -- the task's life ---------------------------------------------------------
 
@@ -422,8 +182,10 @@ class SQLiteJournal(Store):
         e = (None, None, None) if error is None else (error.type, error.message, error.traceback)
         return bool(self._write([(RETRY, (run_at, *e, task_id, owner))])[0])
 
-    def cancel(self, task_id: str, reason: str, now: float) -> bool:
-        return bool(self._write([(CANCEL, (reason, now, task_id))])[0])
+    def cancel(self, task_id: str, reason: str, now: float, *, owner: str | None = None) -> bool:
+        if owner is None:
+            return bool(self._write([(CANCEL, (reason, now, task_id))])[0])
+        return bool(self._write([(CANCEL_OWNED, (reason, now, task_id, owner))])[0])
 
     def requeue(self, task_id: str, now: float) -> bool:
         return bool(self._write([(REQUEUE, (now, task_id))])[0])
@@ -578,34 +340,6 @@ class SQLiteJournal(Store):
         # Freed pages go to SQLite's free list and are reused by later rows: no VACUUM.
         deleted: int = self._write([delete])[0]
         return deleted
-
-    def checkpoint(self, *, truncate: bool = True) -> tuple[int, int]:
-        """Copy the WAL into the main file; return (WAL pages, pages copied).
-
-        A commit checkpoints by itself only past ``_AUTOCHECKPOINT`` pages (a
-        safety net): a checkpoint fsyncs, and one run inside a commit would
-        stall every thread waiting for that commit. The runner's keeper thread
-        instead calls this a few times a second (``truncate=False``, which runs
-        alongside writers) and truncates the WAL file every 30 s.
-        """
-        mode = "TRUNCATE" if truncate else "PASSIVE"
-        try:
-            _busy, wal, copied = self._conn().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-        except sqlite3.Error as exc:
-            raise self._error(exc, "checkpoint") from exc
-        return int(wal), int(copied)
-
-    def check(self, *, quick: bool = False) -> list[str]:
-        """``PRAGMA integrity_check`` (or ``quick_check``): ``["ok"]`` or the problems found."""
-        pragma = "quick_check" if quick else "integrity_check"
-        try:
-            return [str(row[0]) for row in self._conn().execute(f"PRAGMA {pragma}")]
-        except sqlite3.DatabaseError as exc:
-            return [str(exc)]
-
-    def schema_version(self) -> int:
-        """The file's schema version (``PRAGMA user_version``)."""
-        return int(self._read("PRAGMA user_version")[0][0])
 
 
 # Filter field -> SQL condition on it.

@@ -195,8 +195,13 @@ class Store(abc.ABC):
         """A running row failed an attempt and waits until ``run_at`` for the next one."""
 
     @abc.abstractmethod
-    def cancel(self, task_id: str, reason: str, now: float) -> bool:
-        """Cancel a waiting row."""
+    def cancel(self, task_id: str, reason: str, now: float, *, owner: str | None = None) -> bool:
+        """Cancel a waiting row.
+
+        With ``owner``, a row that owner holds in state ``running`` is cancelled
+        too: the runner knows its attempt never began (it was marked started at
+        enqueue, for an idle worker, and cancelled before that worker took it).
+        """
 
     @abc.abstractmethod
     def requeue(self, task_id: str, now: float) -> bool:
@@ -208,6 +213,10 @@ class Store(abc.ABC):
 
     def flush(self) -> None:  # noqa: B027 - optional: only buffered stores need it
         """Make every write accepted with ``wait=False`` durable."""
+
+    def flush_thread(self) -> None:
+        """Make the writes this thread made with ``wait=False`` durable (default: all of them)."""
+        self.flush()
 
     # -- owners ----------------------------------------------------------------
 

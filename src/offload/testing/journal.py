@@ -156,6 +156,13 @@ class StoreConformance:
         assert row is not None
         assert (row.state, row.reason, row.owner) == ("cancelled", "cancelled", None)
 
+    def test_cancel_with_its_owner_covers_a_row_marked_started_that_never_began(self, store: Store) -> None:
+        store.enqueue([record(1, state="running", attempts=1), record(2, owner=OTHER, state="running")])
+        assert not store.cancel("t1", "cancelled", T0 + 1)
+        assert not store.cancel("t2", "cancelled", T0 + 1, owner=ME)
+        assert store.cancel("t1", "cancelled", T0 + 1, owner=ME)
+        assert store.fetch("t1").state == "cancelled"  # type: ignore[union-attr]
+
     def test_requeue_puts_a_finished_row_back_unowned(self, store: Store) -> None:
         store.enqueue([record(1), record(2)])
         store.start("t1", ME, T0)
