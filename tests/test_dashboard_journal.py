@@ -136,6 +136,7 @@ def test_is_a_source_and_reads_what_the_stopped_runner_wrote(source: JournalSour
     assert overview.counts["succeeded"] == 1
     assert overview.counts["scheduled"] == 1
     assert overview.submitted == 4
+    assert {state: overview.counts[state] for state in source.store.counts()} == source.store.counts()
     assert sum(b.succeeded for b in overview.series) == 1
     assert sum(b.failed for b in overview.series) == 2
     assert overview.run_time_p50 is not None

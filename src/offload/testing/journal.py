@@ -69,6 +69,9 @@ class StoreConformance:
         got = store.fetch("t1")
         assert got == row
         assert store.fetch("nope") is None
+        started = record(2, state="running", attempts=1, started_at=T0 + 2)  # enqueued already started
+        store.enqueue([started])
+        assert store.fetch("t2") == started
 
     def test_enqueue_is_all_or_nothing(self, store: Store) -> None:
         store.enqueue([record(1)])
