@@ -6,8 +6,8 @@ Builds a journal of ``--rows`` rows (1 % failed, the rest succeeded, 10 running,
 40 queued, 20 task names, 3 queues) in a temporary directory, then times each
 :class:`~offload.dashboard.JournalSource` call a dashboard page makes (mean of
 ``--reps`` calls after one warm-up call) and prints a Markdown table. No target:
-it shows which reads grow with the journal (the per-state counts, one pass over
-the table) and which do not (pages, the running list, a task).
+it shows which reads grow with the journal (the per-state counts of the
+overview, the per-name table) and which do not (pages, the running list, a task).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> None:
                 ("task detail", lambda: source.task("t5")),
                 ("names (newest 5,000 rows)", source.names),
                 ("running", source.running),
-                ("Store.counts (inside overview)", source.store.counts),
+                ("Store.counts (not used: for comparison)", source.store.counts),
             ]
             print(f"journal of {args.rows:,} rows; mean of {args.reps} calls after a warm-up call\n")
             print("| call | ms |\n|---|---|")

@@ -136,6 +136,7 @@ def test_is_a_source_and_reads_what_the_stopped_runner_wrote(source: JournalSour
     assert overview.counts["succeeded"] == 1
     assert overview.counts["scheduled"] == 1
     assert overview.submitted == 4
+    assert {state: overview.counts[state] for state in source.store.counts()} == source.store.counts()
     assert sum(b.succeeded for b in overview.series) == 1
     assert sum(b.failed for b in overview.series) == 2
     assert overview.run_time_p50 is not None
@@ -330,6 +331,38 @@ def test_cancel_a_waiting_row(api: Client, written: Written, source: JournalSour
     assert refused["status"] == 409
 
 
+SECOND_RAN = threading.Event()
+
+
+@offload.task(name="tests.journal_dashboard.second")
+def second() -> None:
+    SECOND_RAN.set()
+
+
+def test_cancel_a_row_a_live_process_holds_means_it_never_runs(tmp_path: Path):
+    path = tmp_path / "offload.sqlite3"
+    BLOCK_STARTED.clear()
+    BLOCK_RELEASE.clear()
+    SECOND_RAN.clear()
+    done = Done()
+    runner = Runner(workers=1, journal=str(path), drain_timeout=WAIT, name="offload-test-journal", hooks=[done])
+    try:
+        first = runner.submit(block)
+        assert BLOCK_STARTED.wait(WAIT)
+        queued = runner.submit(second)  # held in this process's memory, behind the only worker
+        with JournalSource(path) as source:
+            assert source.cancel(queued.id) is True
+            BLOCK_RELEASE.set()
+            assert first.wait(WAIT)
+            assert done.event(queued.id).wait(WAIT)  # the worker reached it and refused to run it
+            row = source.task(queued.id)
+        assert not SECOND_RAN.is_set()
+        assert row is not None and row.task.state == "cancelled"
+    finally:
+        BLOCK_RELEASE.set()
+        runner.shutdown(wait=True)
+
+
 def test_purge_deletes_finished_rows_only(api: Client, written: Written, source: JournalSource):
     assert check(api.post("/api/purge", headers=AUTH), "/api/purge", "post") == {"purged": 3}
     assert [t.id for t in source.tasks(TaskQuery()).tasks] == [written.scheduled]
@@ -412,6 +445,30 @@ def test_status_tasks_show_read_the_journal(capsys: pytest.CaptureFixture[str], 
     assert not any(secret in out for secret in SECRETS)
     status, out, err = run_cli(capsys, "show", "nope", "--journal", journal)
     assert status == 1 and "no task with id 'nope'" in err
+    status, out, _ = run_cli(capsys, "show", written.failed, "--journal", journal)
+    assert status == 0
+    assert "(1 started; this source keeps no per-attempt records)" in out
+    assert "hunter2" not in out
+
+
+def test_reason_offload_gave_is_shown(capsys: pytest.CaptureFixture[str], written: Written):
+    journal = SQLiteJournal(written.path)
+    try:  # what recovery writes when a task's process died while running it, three times
+        assert journal.requeue(written.failed, 1.0)
+        assert journal.finish(written.failed, None, "failed", 2.0, reason="worker_lost")
+    finally:
+        journal.close()
+    with JournalSource(written.path) as source:
+        detail = source.task(written.failed)
+        assert detail is not None and detail.reason == "worker_lost"
+        server = serve(port=0, background=True, token=TOKEN, source=source)
+        try:
+            page = Client(server.url).get(f"/tasks/{written.failed}", headers=AUTH).text
+        finally:
+            server.stop()
+    assert "<td>reason</td><td>worker_lost</td>" in page.replace("\n", "")
+    status, out, _ = run_cli(capsys, "show", written.failed, "--journal", str(written.path))
+    assert status == 0 and re.search(r"reason\s+worker_lost", out)
 
 
 def test_journal_from_the_environment(
@@ -429,6 +486,8 @@ def test_cli_bad_journal_path(capsys: pytest.CaptureFixture[str], tmp_path: Path
         assert status == 1, argv
         assert f"no journal at {missing}" in err, argv
     assert not missing.exists()
+    status, _, err = run_cli(capsys, "tasks", "--journal", str(tmp_path))
+    assert status == 1 and f"no journal at {tmp_path}: no such file" in err
 
 
 def test_cli_journal_and_url_are_exclusive(capsys: pytest.CaptureFixture[str], written: Written):

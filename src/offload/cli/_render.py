@@ -80,6 +80,10 @@ def detail(d: TaskDetail) -> str:
     ]
     if d.cancel_reason:
         facts.append(["cancelled", d.cancel_reason])
+    if d.reason and d.reason != d.cancel_reason:
+        facts.append(["reason", d.reason])
+    if d.owner:
+        facts.append(["process", d.owner])
     parts = [table(["field", "value"], facts).split("\n", 1)[1]]
     if d.args is not None and d.kwargs is not None:
         args: list[list[object]] = [[f"args[{i}]", v] for i, v in enumerate(d.args)]
@@ -91,8 +95,11 @@ def detail(d: TaskDetail) -> str:
         [a.number, when(a.started_at), seconds(a.duration), a.outcome, "" if a.error is None else a.error.type]
         for a in d.attempt_records
     ]
+    none = "(none)"
+    if t.attempts > 1 or (t.attempts == 1 and t.state != "running"):  # a source without per-attempt records
+        none = f"({t.attempts} started; this source keeps no per-attempt records)"
     parts.append(
-        "attempts:\n" + (table(["#", "started", "duration", "outcome", "error"], attempts) if attempts else "(none)")
+        "attempts:\n" + (table(["#", "started", "duration", "outcome", "error"], attempts) if attempts else none)
     )
     if d.error is not None:
         parts.append(f"error: {d.error.type}: {d.error.message}\n{d.error.traceback.rstrip()}")

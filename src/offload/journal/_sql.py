@@ -14,7 +14,7 @@ COLUMNS = (
 
 INSERT = (
     "INSERT INTO tasks (id, name, payload, queue, priority, state, attempts, interrupted, at_most_once, "
-    "created_at, run_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "created_at, run_at, owner, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 START = (
     "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = coalesce(started_at, ?) "
@@ -67,6 +67,7 @@ def record_params(r: TaskRecord) -> tuple[Any, ...]:
         r.created_at,
         r.run_at,
         r.owner,
+        r.started_at,  # set when a task is enqueued already started (Durable.enqueue's prestart)
     )
 
 

@@ -269,8 +269,19 @@ class SQLiteJournal(SQLiteFile, Store):
     def list_tasks(self, where: Filter | None = None) -> list[TaskRecord]:
         where = where or Filter()
         conditions, params = _where(where)
-        sql = f"SELECT {COLUMNS} FROM tasks{conditions}"
-        sql += f" ORDER BY seq {'DESC' if where.newest_first else 'ASC'} LIMIT ? OFFSET ?"
+        direction = "DESC" if where.newest_first else "ASC"
+        if where.state is not None and where.state not in FINISHED:
+            # Live rows: from the two partial indexes that hold them (see count_tasks),
+            # not a walk of the whole table when fewer than a page of them exist.
+            # "seq + 0": ordering by the bare column makes SQLite merge two table scans.
+            sql = (
+                f"SELECT * FROM (SELECT seq, {COLUMNS} FROM tasks{conditions} AND owner IS NOT NULL UNION ALL "
+                f"SELECT seq, {COLUMNS} FROM tasks{conditions} AND {_UNOWNED_WAITING}) "
+                f"ORDER BY seq + 0 {direction} LIMIT ? OFFSET ?"
+            )
+            rows = self._read(sql, (*params, *params, where.limit, where.offset))
+            return [record_from_row(row[1:]) for row in rows]
+        sql = f"SELECT {COLUMNS} FROM tasks{conditions} ORDER BY seq {direction} LIMIT ? OFFSET ?"
         return [record_from_row(row) for row in self._read(sql, (*params, where.limit, where.offset))]
 
     def active_tasks(self, limit: int = 10_000) -> list[TaskRecord]:
@@ -281,12 +292,21 @@ class SQLiteJournal(SQLiteFile, Store):
     def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
         where = where or Filter()
         conditions, params = _where(where)
+        limit = -1 if cap is None else cap
         if where.state in FINISHED and where.finished_since is None and where.finished_before is None:
             # Always true of a finished row; it lets SQLite count from the partial
             # index tasks_finished (state, finished_at) instead of scanning the table.
             conditions += " AND finished_at IS NOT NULL"
+        elif where.state is not None and where.state not in FINISHED:
+            # A live row is owned, or unowned and waiting: count it from the two
+            # partial indexes that hold exactly those rows (as active_tasks reads them).
+            sql = (
+                f"SELECT count(*) FROM (SELECT 1 FROM tasks{conditions} AND owner IS NOT NULL UNION ALL "
+                f"SELECT 1 FROM tasks{conditions} AND {_UNOWNED_WAITING} LIMIT ?)"
+            )
+            return int(self._read(sql, (*params, *params, limit))[0][0])
         sql = f"SELECT count(*) FROM (SELECT 1 FROM tasks{conditions} LIMIT ?)"
-        return int(self._read(sql, (*params, -1 if cap is None else cap))[0][0])
+        return int(self._read(sql, (*params, limit))[0][0])
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
@@ -346,6 +366,9 @@ def _where(where: Filter) -> tuple[str, list[object]]:
     return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
 
+# The condition of the tasks_claimable partial index, word for word: SQLite uses a
+# partial index only when the query's WHERE contains its terms.
+_UNOWNED_WAITING = "owner IS NULL AND state IN ('queued', 'scheduled', 'retrying')"
 _ACTIVE = (
     f"SELECT {COLUMNS} FROM tasks WHERE owner IS NOT NULL "
     "AND state NOT IN ('succeeded', 'failed', 'cancelled', 'interrupted') UNION ALL "

@@ -69,6 +69,9 @@ class StoreConformance:
         got = store.fetch("t1")
         assert got == row
         assert store.fetch("nope") is None
+        started = record(2, state="running", attempts=1, started_at=T0 + 2)  # enqueued already started
+        store.enqueue([started])
+        assert store.fetch("t2") == started
 
     def test_enqueue_is_all_or_nothing(self, store: Store) -> None:
         store.enqueue([record(1)])
@@ -307,6 +310,17 @@ class StoreConformance:
         assert store.count_tasks(Filter(state="succeeded", finished_since=T0 + 15)) == 2
         assert store.count_tasks(Filter(state="succeeded")) == 3
         assert store.count_tasks(Filter(state="queued", queue="mail")) == 1
+        store.start("t4", ME, T0 + 40)
+        store.release(ME, T0 + 41, keep=["t4"])  # t5 and t6 become unowned, t4 runs on
+        store.enqueue([record(7, queue="mail")])  # owned by ME
+        assert store.count_tasks(Filter(state="queued")) == 3  # owned and unowned ones
+        assert store.count_tasks(Filter(state="queued"), cap=2) == 2
+        assert store.count_tasks(Filter(state="running")) == 1
+        assert store.count_tasks(Filter(state="queued", queue="mail")) == 2  # t5, t7
+        assert [r.id for r in store.list_tasks(Filter(state="queued"))] == ["t7", "t6", "t5"]
+        assert [r.id for r in store.list_tasks(Filter(state="queued", newest_first=False, offset=1, limit=1))] == ["t6"]
+        assert [r.id for r in store.list_tasks(Filter(state="queued", queue="mail"))] == ["t7", "t5"]
+        assert [r.id for r in store.list_tasks(Filter(state="running"))] == ["t4"]
         assert store.count_tasks(cap=4) == 4
         assert store.count_tasks(Filter(name="other")) == 0
 
