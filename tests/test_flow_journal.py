@@ -88,6 +88,7 @@ def test_an_expired_task_is_cancelled_in_the_journal(tmp_path: Path) -> None:
         assert handle.wait(WAIT) and handle.state is offload.State.EXPIRED
         gate.set()
     row = store.fetch(handle.id)
+    store.close()  # a runner closes only the journals it opened
     assert row is not None and row.state == "cancelled"  # not queued: a restart will not run it
 
 
@@ -124,3 +125,4 @@ def test_a_unique_twin_that_lost_the_race_leaves_no_row(tmp_path: Path) -> None:
         assert store.fetch(first.id) is not None
         gate.set()
         assert first.result(timeout=WAIT) == 1
+    store.close()
