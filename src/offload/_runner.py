@@ -37,7 +37,6 @@ from ._flow import (
     FlowState,
     admit_locked,
     attach,
-    attach_recovered,
     duplicate_locked,
     request_cancel_locked,
     retired_locked,
@@ -165,6 +164,8 @@ class Runner:
         self._journal: Durable | None = None
         if settings.journal is not None:
             self._journal = Durable.attach(self, settings.journal)
+        # Neither eager nor journaled: a new task goes straight to _queue (the hot path).
+        self._plain = not settings.eager and self._journal is None
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -318,6 +319,8 @@ class Runner:
             self._hooks.fire("before_enqueue", handle)
         if _deferral.current is not None and _deferral.defer(self, _deferral.current, handle, delay):
             return handle
+        if self._plain:
+            return self._queue(handle, delay)
         return self._admit(handle, delay)
 
     def _admit(self, handle: TaskHandle, delay: float) -> TaskHandle:
@@ -350,8 +353,6 @@ class Runner:
 
     def _queue(self, handle: TaskHandle, delay: float, *, wait_for_room: bool = True) -> TaskHandle:
         """Make a handle wait for its time or a worker (QueueFullError if no room)."""
-        if handle._flow is None and handle._options.flow:
-            attach_recovered(handle, handle._options)  # recovered from the journal: context and limits
         spawn = False
         with self._lock:
             if self._state is not self._RUNNING:

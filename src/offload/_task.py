@@ -138,9 +138,12 @@ class TaskOptions:
 
 def callable_name(fn: Callable[..., Any]) -> str:
     """``module.qualname`` of a callable, with sensible fallbacks."""
-    qualname = getattr(fn, "__qualname__", None)
-    if isinstance(qualname, str):
-        module = getattr(fn, "__module__", None)
+    try:
+        module: str | None = fn.__module__  # the common case, on the submit path
+        qualname = fn.__qualname__
+    except AttributeError:
+        pass
+    else:
         if module is None:  # a builtin method such as [].append has no __module__
             owner = getattr(fn, "__self__", None)
             module = "builtins" if owner is None else type(owner).__module__

@@ -38,6 +38,7 @@ from .._codec import (
     encode_value,
 )
 from .._errors import ConfigurationError, JournalError, OffloadError, PayloadError
+from .._flow import attach_recovered
 from .._handle import ErrorInfo, State, TaskHandle
 from .._hooks import Hook
 from .._log import runner_log
@@ -400,7 +401,9 @@ class Durable(Hook):
         )
         handle.attempts = record.attempts
         delay = max(0.0, record.run_at - now)
-        self.recovered += 1  # its context and limits: Runner._queue attaches them
+        if task.options.flow:
+            attach_recovered(handle, task.options)  # its context and limits (not unique or expiry)
+        self.recovered += 1
         # Closed meanwhile: RunnerClosedError, and the row stays ours until close() releases it.
         runner._queue(handle, delay, wait_for_room=False)
 
