@@ -247,6 +247,10 @@ class TaskHandle:
         """
         log = self._attempt_log
         if not log:
+            started, finished = self.started_at, self.finished_at
+            if self.state is State.SUCCEEDED and started is not None and finished is not None:
+                # succeeded at its first attempt: not logged (the hot path), the handle's own times
+                return (Attempt(self.attempts, started, finished, finished - started, "succeeded", None),)
             return ()
         return tuple(
             Attempt(number, finished_at - duration, finished_at, duration, outcome, error)

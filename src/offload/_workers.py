@@ -395,7 +395,10 @@ def record_locked(
     handle._result = result
     handle._exc = exc
     handle.finished_at = finished_at
-    handle._record_attempt(finished_at, duration, state.value, handle.error if state is _FAILED else None)
+    if handle._attempt_log is not None or state is not _SUCCEEDED:
+        # A first-attempt success is not logged: attempt_records reads it off the handle
+        # (this runs under the runner lock, for every task).
+        handle._record_attempt(finished_at, duration, state.value, handle.error if state is _FAILED else None)
     runner._durations.append(duration)
     runner._n_running -= 1
     if handle._flow is not None:
