@@ -31,7 +31,7 @@ def test_async_task_result_and_one_loop_thread(runner):
 
     @offload.task(name="tests.async.double")
     async def double(x: int) -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep-ok: yields to the loop once, so the task really suspends
         threads.put((threading.current_thread().name, id(asyncio.get_running_loop())))
         return 2 * x
 

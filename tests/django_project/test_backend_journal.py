@@ -118,7 +118,7 @@ def test_offload_worker_runs_framework_tasks_enqueued_by_an_enqueue_only_process
         while not all(r is not None and r.is_finished for r in found):
             assert worker.poll() is None, worker.communicate()[1]
             assert time.monotonic() - start < deadline, [r and r.status for r in found]
-            time.sleep(0.05)  # another process's progress, read from the journal
+            time.sleep(0.05)  # sleep-ok: polling another process's progress in the journal, bounded
             found = [results.result_from_journal(journal, task_id) for task_id in ids]
     finally:
         worker.terminate()

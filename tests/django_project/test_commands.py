@@ -54,7 +54,7 @@ def test_offload_worker_runs_what_an_enqueue_only_web_process_journaled(tmp_path
             while journal_counts(path).get("succeeded", 0) < 20:  # another process's progress
                 assert worker.poll() is None, worker.communicate()[1]
                 assert time.monotonic() < deadline, journal_counts(path)
-                time.sleep(0.05)
+                time.sleep(0.05)  # sleep-ok: polling another process's progress in the journal file, bounded
             worker.send_signal(signal.SIGTERM)
             _, log = worker.communicate(timeout=60)
         finally:

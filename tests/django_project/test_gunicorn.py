@@ -41,7 +41,7 @@ def wait_until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
-            time.sleep(0.05)  # waiting for another process to bind; nothing of ours to wait on
+            time.sleep(0.05)  # sleep-ok: waiting for another process to bind its port, bounded
     raise AssertionError(f"gunicorn did not listen on {port} within {STARTUP:g}s")
 
 
