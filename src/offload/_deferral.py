@@ -46,7 +46,8 @@ def install(deferral: Deferral | None) -> Deferral | None:
 
 def defer(runner: Runner, deferral: Deferral, handle: TaskHandle, delay: float) -> bool:
     """Offer a new task to the installed deferral; True if it is now PENDING."""
-    runner._check_open(handle)  # refuse at once what could never be queued
+    if runner._state is not runner._RUNNING:  # unlocked look first: this runs for every enqueue
+        runner._check_open(handle)  # refuse at once what could never be queued
     if not deferral(handle, partial(_admit_pending, runner, handle, delay), partial(_discard_pending, runner, handle)):
         return False
     with runner._lock:
