@@ -32,8 +32,7 @@ def concrete(path: str, scenario: Scenario) -> str:
 
 def state_of(runner: Runner) -> tuple[object, ...]:
     stats = runner.stats()
-    with runner._lock:
-        tasks = sorted((h.id, h.state.value) for h in [*runner._active.values(), *runner._history.values()])
+    tasks = sorted((h.id, h.state.value) for h in runner._snapshot())
     return (stats.submitted, stats.cancelled, stats.queued, stats.scheduled, tuple(tasks))
 
 

@@ -49,6 +49,8 @@ def test_a_queued_task_expires_behind_a_busy_worker(runner, fake_clock):
     assert handle.attempts == 0
     stats = runner.stats()
     assert stats.expired == 1 and stats.queued == 0 and stats.counts[State.EXPIRED] == 1
+    record = runner.history.fetch(handle.id)  # the history store names the state too
+    assert record is not None and record.state == "expired" and runner.history.counts()["expired"] == 1
 
 
 def test_a_scheduled_task_expires_before_its_eta_is_not_allowed(runner):

@@ -7,7 +7,8 @@ State, all guarded by ``_lock``:
   workers block on. Cancelled entries stay in it and are skipped when popped.
 - ``_timers``: the scheduler's heap (see ``_timers.py``).
 - counters for every current state and totals since creation.
-- ``_active`` (id -> handle, unfinished) and ``_history`` (finished, bounded).
+- ``_active`` (id -> handle, unfinished); finished handles go to ``history``, a
+  :class:`~offload.journal.MemoryStore` sharing this lock (bounded by ``history=``).
 
 Shutdown and the process-wide exit/fork hooks are in ``_shutdown.py``.
 
@@ -21,7 +22,7 @@ import itertools
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from contextvars import copy_context
 from datetime import datetime
@@ -59,6 +60,7 @@ from ._stats import RunnerStats, take_stats
 from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
 from ._timers import TIMER_RUN, push_timer
 from ._workers import run_eagerly, worker_local, worker_loop
+from .journal._memory import MemoryStore
 from .journal._runtime import Durable
 
 _PENDING = State.PENDING
@@ -196,7 +198,7 @@ class Runner:
         self._queue_size = self.settings.queue_size
         self._durations: deque[float] = deque(maxlen=_DURATION_WINDOW)
         self._active: dict[str, TaskHandle] = {}
-        self._history: OrderedDict[str, TaskHandle] = OrderedDict()
+        self._history = MemoryStore(history=self.settings.history, lock=self._lock)
         self._drain_deadline = 0.0
         self._closed_event = threading.Event()
         self._drainer: threading.Thread | None = None
@@ -510,12 +512,7 @@ class Runner:
         if handle._flow is not None:
             retired_locked(self, handle)
         self._active.pop(handle.id, None)
-        limit = self.settings.history
-        if limit:
-            history = self._history
-            history[handle.id] = handle
-            if len(history) > limit:
-                history.popitem(last=False)
+        self._history.keep_locked(handle)
         if self._joiners and not (self._n_queued or self._n_scheduled or self._n_retrying or self._n_running):
             self._idle_cond.notify_all()
 
@@ -530,10 +527,28 @@ class Runner:
         if not isinstance(task_id, str):
             raise TypeError(f"get(): task id must be a str, got {task_id!r}")
         with self._lock:
-            handle = self._active.get(task_id) or self._history.get(task_id)
+            handle = self._active.get(task_id)
+        if handle is None:
+            handle = self._history.handle(task_id)  # finished since: it moved there under the lock
         if handle is None and self._journal is not None:
             handle = self._journal.lookup(task_id)
         return handle
+
+    @property
+    def history(self) -> MemoryStore:
+        """The finished tasks this runner keeps in memory (the newest ``history``), as a Store.
+
+        Read it with the :class:`~offload.journal.Store` contract, as a journal:
+        ``runner.history.list_tasks(Filter(state="failed"))``, ``counts()``,
+        ``prune(now, keep=0)``. Rows are built when read; ``get(id)`` returns
+        the live handle instead.
+        """
+        return self._history
+
+    def _snapshot(self) -> list[TaskHandle]:
+        """Every unfinished and kept finished handle, read at one instant (for monitoring)."""
+        with self._lock:
+            return [*self._active.values(), *self._history.handles_locked()]
 
     def stats(self) -> RunnerStats:
         """A frozen snapshot of counts, queue depth, threads and run times."""

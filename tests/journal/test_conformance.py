@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import offload
 from offload.journal import MemoryStore, SQLiteJournal
 from offload.testing.journal import StoreConformance
 
@@ -15,6 +16,16 @@ class TestMemoryStore(StoreConformance):
     @pytest.fixture
     def store(self) -> MemoryStore:
         return MemoryStore()
+
+
+class TestRunnerHistory(StoreConformance):
+    """A runner's own in-memory history is the same contract (it shares the runner's lock)."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[MemoryStore]:
+        runner = offload.Runner(workers=1)
+        yield runner.history
+        runner.shutdown()
 
 
 class TestSQLiteJournal(StoreConformance):

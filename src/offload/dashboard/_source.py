@@ -169,11 +169,6 @@ class LiveSource:
 
         return f"live runner {self.runner.name!r} (pid {os.getpid()})"
 
-    def _handles(self) -> list[TaskHandle]:
-        runner = self.runner
-        with runner._lock:
-            return [*runner._active.values(), *runner._history.values()]
-
     def overview(self) -> Overview:
         runner = self.runner
         stats = runner.stats()
@@ -182,7 +177,7 @@ class LiveSource:
         succeeded = [0] * SERIES_BUCKETS
         failed = [0] * SERIES_BUCKETS
         oldest: float | None = None
-        for handle in self._handles():
+        for handle in self.runner._snapshot():
             state = handle.state
             if state is State.QUEUED and (oldest is None or handle.created_at < oldest):
                 oldest = handle.created_at
@@ -218,7 +213,7 @@ class LiveSource:
         )
 
     def tasks(self, query: TaskQuery) -> TaskPage:
-        found = [h for h in self._handles() if _matches(h, query)]
+        found = [h for h in self.runner._snapshot() if _matches(h, query)]
         found.sort(key=lambda h: (h.created_at, h.id), reverse=True)  # ids grow within a process
         page = found[query.offset : query.offset + query.limit]
         return TaskPage([summary(h) for h in page], len(found), query.offset, query.limit)
@@ -246,13 +241,13 @@ class LiveSource:
 
     def names(self) -> list[NameStats]:
         groups: dict[str, list[TaskHandle]] = {}
-        for handle in self._handles():
+        for handle in self.runner._snapshot():
             groups.setdefault(handle.name, []).append(handle)
         return [_name_stats(name, groups[name]) for name in sorted(groups)]
 
     def running(self) -> list[RunningTask]:
         now = self.runner._wall()
-        running = [h for h in self._handles() if h.state is State.RUNNING]
+        running = [h for h in self.runner._snapshot() if h.state is State.RUNNING]
         running.sort(key=lambda h: h.started_at or 0.0)
         return [
             RunningTask(
@@ -304,9 +299,7 @@ class LiveSource:
 
     def purge(self) -> int:
         runner = self.runner
-        with runner._lock:
-            purged = len(runner._history)
-            runner._history.clear()
+        purged = runner.history.prune(runner._wall(), keep=0)
         from .._log import runner_log
 
         runner_log.info("purged %d finished tasks of runner %r from the dashboard", purged, runner.name)

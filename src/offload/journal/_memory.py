@@ -1,11 +1,22 @@
-"""MemoryStore: the Store contract in a dict, for tests and as the reference behaviour."""
+"""MemoryStore: the Store contract in a dict; the reference behaviour, and every runner's history.
+
+A runner keeps its finished tasks in one (:attr:`offload.Runner.history`). It
+hands over each finished :class:`~offload.TaskHandle` as it is (:meth:`MemoryStore.keep`,
+a dict insert under the runner's own lock, so the hot path builds no row); the
+contract's reads show a kept handle as a :class:`TaskRecord`, built when read,
+and a write to it (``requeue``, ``delete``...) first turns it into one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
+from .._codec import DEFAULT_MAX_PAYLOAD, encode_payload, encode_value
+from .._errors import PayloadError
 from .._handle import ErrorInfo
 from ._store import (
     CANCELLED,
@@ -18,6 +29,7 @@ from ._store import (
     RETRYING,
     RUNNING,
     STATES,
+    SUCCEEDED,
     WAITING,
     WORKER_LOST,
     Filter,
@@ -28,20 +40,84 @@ from ._store import (
     TaskRecord,
 )
 
+if TYPE_CHECKING:
+    from .._handle import TaskHandle
+
 
 class MemoryStore(Store):
     """Rows in a dict under one lock; nothing survives the process.
 
     Args:
-        history: finished rows kept (the oldest finished are pruned past it);
-            ``None`` for no limit.
+        history: finished rows kept (the oldest finished are dropped past it);
+            ``None`` for no limit, 0 to keep none.
+        lock: the lock guarding the rows (a runner passes its own, see :meth:`keep`).
     """
 
-    def __init__(self, *, history: int | None = None) -> None:
-        self._rows: dict[str, TaskRecord] = {}
+    def __init__(self, *, history: int | None = None, lock: threading.Lock | None = None) -> None:
+        self._rows: dict[str, TaskRecord | TaskHandle] = {}
+        # Ids of finished rows, oldest finished first: what the history bound drops.
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._owners: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()
         self._history = history
+
+    # -- a runner's finished handles ---------------------------------------------
+
+    def keep_locked(self, handle: TaskHandle) -> None:
+        """Keep a finished handle as it is (the caller holds this store's lock).
+
+        The runner's hot path: two dict inserts, no row built. The oldest
+        finished row goes once there are more than ``history``.
+        """
+        limit = self._history
+        if limit == 0:
+            return
+        task_id = handle.id
+        self._rows[task_id] = handle
+        finished = self._finished
+        finished[task_id] = None
+        if limit is not None and len(finished) > limit:
+            oldest, _ = finished.popitem(last=False)
+            del self._rows[oldest]
+
+    def handle(self, task_id: str) -> TaskHandle | None:
+        """The kept handle of a finished task (live objects: result, exception), or None."""
+        with self._lock:
+            row = self._rows.get(task_id)
+        return None if row is None or isinstance(row, TaskRecord) else row
+
+    def handles_locked(self) -> list[TaskHandle]:
+        """Every kept handle, oldest finished first (the caller holds this store's lock)."""
+        return [row for row in self._rows.values() if not isinstance(row, TaskRecord)]
+
+    def _row(self, task_id: str) -> TaskRecord | None:
+        """The row to change (lock held): a kept handle becomes a record first."""
+        row = self._rows.get(task_id)
+        if row is None or isinstance(row, TaskRecord):
+            return row
+        record = self._rows[task_id] = record_of(row)
+        return record
+
+    def _records(self) -> Iterator[TaskRecord]:
+        """Every row as a record, in insertion order (lock held; kept handles are built, not stored)."""
+        for row in self._rows.values():
+            yield row if isinstance(row, TaskRecord) else record_of(row)
+
+    def _set_finished(self, row: TaskRecord) -> None:
+        """Note that a row reached a final state (lock held), and apply the history bound."""
+        self._finished.pop(row.id, None)
+        self._finished[row.id] = None
+        self._apply_bound()
+
+    def _apply_bound(self) -> None:
+        limit = self._history
+        if limit is not None:
+            finished = self._finished
+            while len(finished) > limit:
+                oldest, _ = finished.popitem(last=False)
+                del self._rows[oldest]
+
+    # -- the contract ------------------------------------------------------------
 
     def _copy(self, row: TaskRecord) -> TaskRecord:
         return dataclasses.replace(row)
@@ -52,13 +128,19 @@ class MemoryStore(Store):
                 if record.id in self._rows:
                     raise ValueError(f"task id {record.id} is already in the store")
             for record in records:
-                self._rows[record.id] = self._copy(record)
-            if self._history is not None:
-                self._prune_locked(0.0, None, self._history, FINISHED)
+                copy = self._rows[record.id] = self._copy(record)
+                if copy.state in FINISHED:
+                    self._set_finished(copy)
+
+    def _live(self) -> Iterator[TaskRecord]:
+        """The rows written through the contract (lock held); a kept handle is finished and unowned."""
+        for row in self._rows.values():
+            if isinstance(row, TaskRecord):
+                yield row
 
     def claim(self, owner: str, limit: int, now: float) -> list[TaskRecord]:
         with self._lock:
-            free = [r for r in self._rows.values() if r.owner is None and r.state in WAITING and r.run_at <= now]
+            free = [r for r in self._live() if r.owner is None and r.state in WAITING and r.run_at <= now]
             free.sort(key=lambda r: -r.priority)  # stable: insertion order among equals
             taken = free[:limit]
             for row in taken:
@@ -67,7 +149,7 @@ class MemoryStore(Store):
 
     def start(self, task_id: str, owner: str, now: float) -> bool:
         with self._lock:
-            row = self._rows.get(task_id)
+            row = self._row(task_id)
             if row is None or row.owner != owner or (row.state not in WAITING and row.state != RUNNING):
                 return False
             row.state = RUNNING
@@ -91,7 +173,7 @@ class MemoryStore(Store):
         if state not in FINISHED:
             raise ValueError(f"finish(): {state!r} is not a final state")
         with self._lock:
-            row = self._rows.get(task_id)
+            row = self._row(task_id)
             if row is None or (owner is not None and row.owner != owner):
                 return False
             row.state = state
@@ -100,11 +182,12 @@ class MemoryStore(Store):
             row.reason = reason
             row.finished_at = now
             row.owner = None
+            self._set_finished(row)
             return True
 
     def retry(self, task_id: str, owner: str, run_at: float, error: ErrorInfo | None) -> bool:
         with self._lock:
-            row = self._rows.get(task_id)
+            row = self._row(task_id)
             if row is None or row.owner != owner or row.state != RUNNING:
                 return False
             row.state = RETRYING
@@ -114,7 +197,7 @@ class MemoryStore(Store):
 
     def cancel(self, task_id: str, reason: str, now: float, *, owner: str | None = None) -> bool:
         with self._lock:
-            row = self._rows.get(task_id)
+            row = self._row(task_id)
             if row is None:
                 return False
             if row.state not in WAITING and not (owner is not None and row.state == RUNNING and row.owner == owner):
@@ -123,11 +206,12 @@ class MemoryStore(Store):
             row.reason = reason
             row.finished_at = now
             row.owner = None
+            self._set_finished(row)
             return True
 
     def requeue(self, task_id: str, now: float) -> bool:
         with self._lock:
-            row = self._rows.get(task_id)
+            row = self._row(task_id)
             if row is None or row.state not in FINISHED:
                 return False
             row.state = QUEUED
@@ -137,10 +221,12 @@ class MemoryStore(Store):
             row.reason = None
             row.interrupted = 0
             row.owner = None
+            self._finished.pop(task_id, None)
             return True
 
     def delete(self, task_id: str) -> bool:
         with self._lock:
+            self._finished.pop(task_id, None)
             return self._rows.pop(task_id, None) is not None
 
     def heartbeat(self, owner: str, now: float) -> None:
@@ -150,7 +236,7 @@ class MemoryStore(Store):
     def owners(self) -> list[Owner]:
         with self._lock:
             found = dict(self._owners)
-            for row in self._rows.values():
+            for row in self._live():
                 if row.owner is not None:
                     found.setdefault(row.owner, 0.0)
         return [Owner(o, h) for o, h in sorted(found.items())]
@@ -169,9 +255,9 @@ class MemoryStore(Store):
             for o in self.owners()
             if o.owner != owner and _is_dead(is_alive(o.owner), o.heartbeat, now, lease_timeout)
         ]
-        requeued, interrupted, lost, released = [], [], [], 0
+        requeued, interrupted, lost, ended, released = [], [], [], [], 0
         with self._lock:
-            for row in self._rows.values():
+            for row in self._live():
                 if row.owner not in dead:
                     continue
                 if row.state == RUNNING:
@@ -179,16 +265,20 @@ class MemoryStore(Store):
                     if row.at_most_once:
                         row.state, row.reason, row.finished_at = INTERRUPTED, PROCESS_DIED, now
                         interrupted.append(row.id)
+                        ended.append(row)
                     elif row.interrupted >= max_interrupted:
                         row.state, row.reason, row.finished_at = FAILED, WORKER_LOST, now
                         row.error = worker_lost_error(row, max_interrupted)
                         lost.append(row.id)
+                        ended.append(row)
                     else:
                         row.state, row.run_at = QUEUED, now
                         requeued.append(row.id)
                 else:
                     released += 1
                 row.owner = None
+            for row in ended:
+                self._set_finished(row)
             for o in dead:
                 self._owners.pop(o, None)
         return Recovery(tuple(dead), tuple(requeued), tuple(interrupted), tuple(lost), released)
@@ -197,7 +287,7 @@ class MemoryStore(Store):
         keep_ids = set(keep)
         released = 0
         with self._lock:
-            for row in self._rows.values():
+            for row in self._live():
                 if row.owner != owner or row.id in keep_ids:
                     continue
                 if row.state == RUNNING:
@@ -211,32 +301,34 @@ class MemoryStore(Store):
     def fetch(self, task_id: str) -> TaskRecord | None:
         with self._lock:
             row = self._rows.get(task_id)
-            return None if row is None else self._copy(row)
+        if row is None:
+            return None
+        return self._copy(row) if isinstance(row, TaskRecord) else record_of(row)
 
     def list_tasks(self, where: Filter | None = None) -> list[TaskRecord]:
         where = where or Filter()
         with self._lock:
-            rows = [self._copy(r) for r in self._rows.values() if _matches(r, where)]
+            rows = [self._copy(r) for r in self._records() if _matches(r, where)]
         if where.newest_first:
             rows.reverse()
         return rows[where.offset : where.offset + where.limit]
 
     def active_tasks(self, limit: int = 10_000) -> list[TaskRecord]:
         with self._lock:
-            rows = [self._copy(r) for r in self._rows.values() if r.state not in FINISHED]
+            rows = [self._copy(r) for r in self._live() if r.state not in FINISHED]
         return rows[:limit]
 
     def count_tasks(self, where: Filter | None = None, *, cap: int | None = None) -> int:
         where = where or Filter()
         with self._lock:
-            found = sum(1 for r in self._rows.values() if _matches(r, where))
+            found = sum(1 for r in self._records() if _matches(r, where))
         return found if cap is None else min(found, cap)
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
         with self._lock:
             for row in self._rows.values():
-                counts[row.state] += 1
+                counts[row.state] += 1  # a kept handle's State is a str equal to its value
         return counts
 
     def prune(
@@ -248,20 +340,20 @@ class MemoryStore(Store):
         states: Sequence[str] = FINISHED,
     ) -> int:
         with self._lock:
-            return self._prune_locked(now, older_than, keep, states)
-
-    def _prune_locked(self, now: float, older_than: float | None, keep: int | None, states: Sequence[str]) -> int:
-        finished = [r for r in self._rows.values() if r.state in states]
-        doomed = []
-        if older_than is not None:
-            doomed = [r for r in finished if r.finished_at is not None and r.finished_at < now - older_than]
-        if keep is not None:
-            survivors = [r for r in finished if r not in doomed]
-            survivors.sort(key=lambda r: r.finished_at or 0.0)
-            doomed += survivors[: max(0, len(survivors) - keep)]
-        for row in doomed:
-            del self._rows[row.id]
-        return len(doomed)
+            rows = self._rows
+            finished = [rows[i] for i in self._finished if rows[i].state in states]
+            finished.sort(key=lambda r: r.finished_at or 0.0)  # stable: order of finishing among equals
+            doomed = []
+            if older_than is not None:
+                doomed = [r for r in finished if r.finished_at is not None and r.finished_at < now - older_than]
+            if keep is not None:
+                gone = {r.id for r in doomed}
+                survivors = [r for r in finished if r.id not in gone]
+                doomed += survivors[: max(0, len(survivors) - keep)]
+            for row in doomed:
+                del rows[row.id]
+                del self._finished[row.id]
+            return len(doomed)
 
 
 def _matches(r: TaskRecord, where: Filter) -> bool:
@@ -275,6 +367,44 @@ def _matches(r: TaskRecord, where: Filter) -> bool:
         and (where.created_before is None or r.created_at < where.created_before)
         and (where.finished_before is None or (finished is not None and finished < where.finished_before))
         and (where.finished_since is None or (finished is not None and finished >= where.finished_since))
+    )
+
+
+def record_of(handle: TaskHandle) -> TaskRecord:
+    """A finished handle as a row (built when read: the runner keeps the handle itself).
+
+    The arguments are kept only by a failed task, and the result only as an
+    object: each is stored as JSON text when it can be, else ``""`` / ``None``.
+    """
+    payload = ""
+    args, kwargs = handle._args, handle._kwargs
+    if args is not None and kwargs is not None:
+        try:
+            payload = encode_payload(handle.name, args, kwargs, DEFAULT_MAX_PAYLOAD)
+        except PayloadError:
+            pass
+    result = None
+    if handle.state == SUCCEEDED and handle._result is not None:
+        try:
+            result = encode_value(handle._result)
+        except ValueError:
+            pass
+    return TaskRecord(
+        id=handle.id,
+        name=handle.name,
+        payload=payload,
+        queue=handle.queue,
+        priority=handle.priority,
+        state=handle.state.value,
+        attempts=handle.attempts,
+        at_most_once=handle._options.at_most_once,
+        created_at=handle.created_at,
+        run_at=handle.created_at,
+        started_at=handle.started_at,
+        finished_at=handle.finished_at,
+        result=result,
+        error=handle.error,
+        reason=handle.cancel_reason,
     )
 
 

@@ -40,7 +40,8 @@ CANCEL_OWNED = (
 )
 REQUEUE = (
     "UPDATE tasks SET state = 'queued', run_at = ?, finished_at = NULL, result = NULL, reason = NULL, "
-    "interrupted = 0, owner = NULL WHERE id = ? AND state IN ('succeeded', 'failed', 'cancelled', 'interrupted')"
+    "interrupted = 0, owner = NULL "
+    "WHERE id = ? AND state IN ('succeeded', 'failed', 'cancelled', 'interrupted', 'expired')"
 )
 HEARTBEAT = (
     "INSERT INTO owners (owner, heartbeat) VALUES (?, ?) "

@@ -371,7 +371,7 @@ def _where(where: Filter) -> tuple[str, list[object]]:
 _UNOWNED_WAITING = "owner IS NULL AND state IN ('queued', 'scheduled', 'retrying')"
 _ACTIVE = (
     f"SELECT {COLUMNS} FROM tasks WHERE owner IS NOT NULL "
-    "AND state NOT IN ('succeeded', 'failed', 'cancelled', 'interrupted') UNION ALL "
+    "AND state NOT IN ('succeeded', 'failed', 'cancelled', 'interrupted', 'expired') UNION ALL "
     f"SELECT {COLUMNS} FROM tasks WHERE owner IS NULL AND state IN ('queued', 'scheduled', 'retrying') LIMIT ?"
 )
 _OWNERS = (

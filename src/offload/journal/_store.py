@@ -10,7 +10,8 @@ The life of a row, in store calls::
     (unowned)                                          interrupted (at_most_once) or
                                                        failed worker_lost (poison cap)
 
-Implementations: :class:`~offload.journal.MemoryStore` and
+Implementations: :class:`~offload.journal.MemoryStore` (also every runner's
+bounded in-memory history, :attr:`offload.Runner.history`) and
 :class:`~offload.journal.SQLiteJournal`; both pass the conformance suite in
 :mod:`offload.testing.journal`.
 """
@@ -25,12 +26,15 @@ from .._handle import ErrorInfo
 
 QUEUED, SCHEDULED, RUNNING, RETRYING = "queued", "scheduled", "running", "retrying"
 SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
+#: A task not started before its ``expires`` time (kept by a runner's in-memory history;
+#: expiry is not journaled).
+EXPIRED = "expired"
 
 #: States of rows that wait for an attempt.
 WAITING = (QUEUED, SCHEDULED, RETRYING)
 #: States of rows that are done for good.
-FINISHED = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
-STATES = (QUEUED, SCHEDULED, RUNNING, RETRYING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED, EXPIRED)
+STATES = (QUEUED, SCHEDULED, RUNNING, RETRYING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED, EXPIRED)
 
 #: ``reason`` of a row failed because its process died while running it too often.
 WORKER_LOST = "worker_lost"
@@ -52,7 +56,9 @@ class TaskRecord:
     Attributes:
         id: the task id (``TaskHandle.id``).
         name: the registered task name.
-        payload: the arguments as JSON text (see :mod:`offload._codec`).
+        payload: the arguments as JSON text (see :mod:`offload._codec`); ``""`` in a
+            runner's in-memory history when the arguments were not kept (only a failed
+            task keeps them) or are not JSON.
         queue: routing label.
         priority: higher first.
         state: one of :data:`STATES`.
