@@ -598,7 +598,7 @@ class Runner:
         if first:
             stop_beat(self)  # no more periodic ticks from this runner
             why = "cancelled at shutdown" if cancel_pending else "not due before the drain deadline"
-            log_dropped(dropped, why)
+            log_dropped(self, dropped, why)
             for handle in dropped:
                 handle._settle()
             if wait:

@@ -84,7 +84,7 @@ def drain_and_close(runner: Runner) -> None:
         busy_idents = {h._thread_ident for h in still_running}
         threads = [t for t in runner._threads if t.ident is not None and t.ident not in busy_idents]
         timer_thread = runner._timer_thread
-    log_dropped(dropped, "still queued when the drain timeout passed")
+    log_dropped(runner, dropped, "still queued when the drain timeout passed")
     for handle in dropped:
         handle._settle()
     if still_running:
@@ -106,15 +106,25 @@ def drain_and_close(runner: Runner) -> None:
     runner._closed_event.set()
 
 
-def log_dropped(dropped: list[TaskHandle], why: str) -> None:
-    """Log exactly which tasks were dropped: a count, then every name and id (in chunks)."""
+def log_dropped(runner: Runner, dropped: list[TaskHandle], why: str) -> None:
+    """Log exactly which tasks were dropped: a count, then every name and id (in chunks).
+
+    With a journal nothing is lost: their rows stay there (released to any
+    process at close), so it is said at INFO, not as a loss.
+    """
     if not dropped:
         return
-    runner_log.warning("shutdown: dropped %d task(s) %s", len(dropped), why)
+    level, label, where = 30, "dropped", ""
+    if runner._journal is not None:
+        level, label = 20, "left"
+        where = f"; their rows stay in journal {runner._journal.store.path or 'store'} for the next start"
+    runner_log.log(level, "shutdown: %s %d task(s) %s%s", label, len(dropped), why, where)
     for start in range(0, len(dropped), _LOG_CHUNK):
         chunk = dropped[start : start + _LOG_CHUNK]
-        runner_log.warning(
-            "shutdown: dropped tasks %d-%d of %d: %s",
+        runner_log.log(
+            level,
+            "shutdown: %s tasks %d-%d of %d: %s",
+            label,
             start + 1,
             start + len(chunk),
             len(dropped),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,10 +95,18 @@ def test_cancel_is_recorded(store: SQLiteJournal, fake_clock: offload.testing.Fa
     store.close()
 
 
-def test_shutdown_leaves_waiting_work_in_the_journal_for_the_next_start(tmp_path: Path) -> None:
+def test_shutdown_leaves_waiting_work_in_the_journal_for_the_next_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "j.sqlite3"
-    with offload.Runner(workers=1, journal=path, drain_timeout=0.0) as runner:
-        later = runner._enqueue(add, (20, 22), {}, countdown=0.5)
+    with caplog.at_level(logging.INFO, logger="offload.runner"):
+        with offload.Runner(workers=1, journal=path, drain_timeout=0.0) as runner:
+            later = runner._enqueue(add, (20, 22), {}, countdown=0.5)
+    # Said as what it is: not a loss (no WARNING), the row stays for the next start.
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "shutdown:" in r.getMessage()]
+    assert ("INFO", f"shutdown: left 1 task(s) not due before the drain deadline; their rows stay in "
+            f"journal {path} for the next start") in said  # fmt: skip
+    assert not [m for level, m in said if level == "WARNING"]
     store = SQLiteJournal(path)
     row = store.fetch(later.id)
     assert row is not None
