@@ -104,6 +104,15 @@ class Retry(Exception):  # noqa: N818 - flow control, named like Celery's and Dr
         return f"retry requested {when}{cause}"
 
 
+class NotRunError(Exception):
+    """Raised by a task's function, before any of the task's code, when the attempt must not run.
+
+    Journal mode: the row was cancelled elsewhere (the dashboard) or another process
+    took it over. Internal: the task ends ``CANCELLED`` with this message as its
+    ``cancel_reason``; no retry, no failure.
+    """
+
+
 # Public under ``offload``: tracebacks, logs and error records say ``offload.TaskTimeoutError``,
 # the name users import and catch, not this private module's.
 for _cls in (

@@ -16,7 +16,7 @@ from functools import partial
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RetriesExhaustedError, Retry, TaskTimeoutError
+from ._errors import NotRunError, RetriesExhaustedError, Retry, TaskTimeoutError
 from ._flow import attempt_ended_locked, may_start_locked
 from ._handle import ErrorInfo, State, TaskHandle
 from ._interrupt import Interrupt, clear_in_thread
@@ -297,6 +297,9 @@ def attempt_finished(
     runner: Runner, handle: TaskHandle, result: Any, exc: BaseException | None, duration: float
 ) -> None:
     """Record an attempt's outcome: success, retry or failure."""
+    if isinstance(exc, NotRunError):
+        not_run(runner, handle, str(exc))
+        return
     hooks = runner._hooks
     if hooks.after_attempt:
         hooks.fire("after_attempt", handle, exc)
@@ -365,6 +368,20 @@ def fail(runner: Runner, handle: TaskHandle, exc: BaseException, duration: float
         runner._hooks.fire("after_failure", handle, exc)
     _clear_frames(exc)
     finish(runner, handle, _FAILED, None, exc, duration)
+
+
+def not_run(runner: Runner, handle: TaskHandle, reason: str) -> None:
+    """The attempt found it must not run (see ``NotRunError``): the task ends CANCELLED, uncounted as an attempt."""
+    with runner._lock:
+        handle.attempts -= 1
+        runner._n_running -= 1
+        if handle._flow is not None:
+            attempt_ended_locked(runner, handle)
+        handle.state, handle.cancel_reason, handle.finished_at = State.CANCELLED, reason, runner._wall()
+        runner._cancelled += 1
+        runner._retire(handle)
+    runner_log.warning("task %s (id %s) not run: %s", handle.name, handle.id, reason)
+    handle._settle()
 
 
 def finish(

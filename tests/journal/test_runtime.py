@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,9 +100,11 @@ def test_shutdown_leaves_waiting_work_in_the_journal_for_the_next_start(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "j.sqlite3"
-    with caplog.at_level(logging.INFO, logger="offload.runner"):
-        with offload.Runner(workers=1, journal=path, drain_timeout=0.0) as runner:
-            later = runner._enqueue(add, (20, 22), {}, countdown=0.5)
+    with (
+        caplog.at_level(logging.INFO, logger="offload.runner"),
+        offload.Runner(workers=1, journal=path, drain_timeout=0.0) as runner,
+    ):
+        later = runner._enqueue(add, (20, 22), {}, countdown=0.5)
     # Said as what it is: not a loss (no WARNING), the row stays for the next start.
     said = [(r.levelname, r.getMessage()) for r in caplog.records if "shutdown:" in r.getMessage()]
     assert ("INFO", f"shutdown: left 1 task(s) not due before the drain deadline; their rows stay in "
@@ -305,3 +308,58 @@ def test_a_refused_enqueue_leaves_no_row(store: SQLiteJournal) -> None:
         release.set()
         assert waiting.result(timeout=WAIT) == 2
     store.close()
+
+
+@offload.task(name="runtime.counted", retries=3, backoff=0.0, jitter=False)
+def counted(calls: list[int]) -> None:
+    calls.append(1)
+
+
+_held = {"started": threading.Event(), "release": threading.Event()}
+
+
+@offload.task(name="runtime.hold")
+def hold() -> None:
+    _held["started"].set()
+    assert _held["release"].wait(WAIT)
+
+
+def _hold_the_only_worker(runner: offload.Runner) -> threading.Event:
+    """Keep the runner's one worker busy, so the next task waits in memory (its row queued, ours)."""
+    _held.update(started=threading.Event(), release=threading.Event())
+    runner.submit(hold)
+    assert _held["started"].wait(WAIT)
+    return _held["release"]
+
+
+@pytest.mark.parametrize("elsewhere", ["cancelled", "taken over"])
+def test_a_row_cancelled_or_taken_over_elsewhere_is_not_run_here(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, elsewhere: str
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    calls: list[int] = []
+    other = SQLiteJournal(path)
+    with offload.Runner(workers=1, journal=path) as runner:
+        release = _hold_the_only_worker(runner)
+        handle = runner.submit(counted, calls)
+        row = other.fetch(handle.id)
+        assert row is not None and (row.state, row.owner) == ("queued", runner._journal.owner)  # type: ignore[union-attr]
+        if elsewhere == "cancelled":  # what the journal dashboard's cancel writes
+            assert other.cancel(handle.id, "cancelled from the dashboard", time.time())
+            reason = "its journal row was cancelled (cancelled from the dashboard)"
+        else:  # another process recovered it (a wrong liveness verdict, a clock jump)
+            other._write([("UPDATE tasks SET owner = 'host:1:2' WHERE id = ?", (handle.id,))])
+            reason = "its journal row was taken over by process host:1:2, which runs it"
+        release.set()
+        assert handle.wait(WAIT)
+    assert handle.state is State.CANCELLED and handle.cancel_reason == reason
+    assert calls == [] and handle.attempts == 0  # never ran, and no retry was tried
+    with pytest.raises(offload.TaskCancelledError):
+        handle.result(timeout=0)
+    assert f"task runtime.counted (id {handle.id}) not run: {reason}" in caplog.text
+    assert "failed" not in caplog.text
+    stats = runner.stats()
+    assert (stats.cancelled, stats.failed, stats.retries) == (1, 0, 0)
+    after = other.fetch(handle.id)
+    assert after is not None and after.attempts == 0  # this process wrote nothing over it
+    other.close()

@@ -37,7 +37,7 @@ from .._codec import (
     encode_payload,
     encode_value,
 )
-from .._errors import ConfigurationError, JournalError, OffloadError, PayloadError
+from .._errors import ConfigurationError, JournalError, NotRunError, OffloadError, PayloadError
 from .._flow import attach_recovered
 from .._handle import ErrorInfo, State, TaskHandle
 from .._hooks import Hook
@@ -83,8 +83,8 @@ def check_journal_option(value: object, *, eager: bool) -> None:
         raise ConfigurationError("Runner: eager=True runs tasks inline and cannot be combined with a journal")
 
 
-class _StolenError(JournalError):
-    """The row is no longer held by this process: another one took it over."""
+class _StolenError(NotRunError, JournalError):
+    """The row is no longer this process's to run: cancelled elsewhere, or taken over."""
 
 
 class Durable(Hook):
@@ -226,10 +226,21 @@ class Durable(Hook):
 
     def start_attempt(self, task_id: str) -> None:
         if not self.store.start(task_id, self.owner, self.runner._wall()):
-            raise _StolenError(
-                f"task {task_id}: its journal row is no longer held by this process "
-                f"({self.owner}); another process took it over, so this attempt does not run"
-            )
+            raise _StolenError(self._why_not_held(task_id))
+
+    def _why_not_held(self, task_id: str) -> str:
+        """Why this process may not start a row it loaded (the task's cancel_reason)."""
+        try:
+            row = self.store.fetch(task_id)
+        except JournalError as exc:
+            return f"its journal row could not be read to start it ({exc})"
+        if row is None:
+            return "its journal row is gone (deleted or purged)"
+        if row.state == CANCELLED:
+            return f"its journal row was cancelled ({row.reason or 'cancelled'})"
+        if row.owner is not None and row.owner != self.owner:
+            return f"its journal row was taken over by process {row.owner}, which runs it"
+        return f"its journal row is {row.state} and no longer held by this process ({self.owner})"
 
     def _claim_more(self) -> None:
         runner = self.runner
@@ -248,8 +259,6 @@ class Durable(Hook):
         self._finish(handle, SUCCEEDED, result=text)
 
     def after_failure(self, handle: TaskHandle, exc: BaseException) -> None:
-        if isinstance(exc, _StolenError):
-            return
         self._finish(handle, FAILED, error=handle.error)
 
     def _finish(self, handle: TaskHandle, state: str, *, result: str | None = None, error: Any = None) -> None:
