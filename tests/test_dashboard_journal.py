@@ -354,10 +354,13 @@ def test_cancel_a_row_a_live_process_holds_means_it_never_runs(tmp_path: Path):
             assert source.cancel(queued.id) is True
             BLOCK_RELEASE.set()
             assert first.wait(WAIT)
-            assert done.event(queued.id).wait(WAIT)  # the worker reached it and refused to run it
+            assert queued.wait(WAIT)  # the worker reached it and refused to run it
             row = source.task(queued.id)
         assert not SECOND_RAN.is_set()
         assert row is not None and row.task.state == "cancelled"
+        assert queued.state is offload.State.CANCELLED  # in this process too, not failed
+        assert queued.cancel_reason == "its journal row was cancelled (cancelled from the dashboard)"
+        assert not done.event(queued.id).is_set()  # neither after_success nor after_failure
     finally:
         BLOCK_RELEASE.set()
         runner.shutdown(wait=True)

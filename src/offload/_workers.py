@@ -297,12 +297,12 @@ def attempt_finished(
     runner: Runner, handle: TaskHandle, result: Any, exc: BaseException | None, duration: float
 ) -> None:
     """Record an attempt's outcome: success, retry or failure."""
+    hooks = runner._hooks
+    if hooks.after_attempt:
+        hooks.fire("after_attempt", handle, exc)  # paired with before_attempt, even for an attempt not run
     if isinstance(exc, NotRunError):
         not_run(runner, handle, str(exc))
         return
-    hooks = runner._hooks
-    if hooks.after_attempt:
-        hooks.fire("after_attempt", handle, exc)
     if exc is None:
         if _debug():
             task_log.debug(

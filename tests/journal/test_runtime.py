@@ -339,7 +339,16 @@ def test_a_row_cancelled_or_taken_over_elsewhere_is_not_run_here(
     path = tmp_path / "j.sqlite3"
     calls: list[int] = []
     other = SQLiteJournal(path)
-    with offload.Runner(workers=1, journal=path) as runner:
+    seen: list[tuple[str, str]] = []
+
+    class Pairs(offload.Hook):
+        def before_attempt(self, handle: offload.TaskHandle) -> None:
+            seen.append(("before", handle.name))
+
+        def after_attempt(self, handle: offload.TaskHandle, exc: BaseException | None) -> None:
+            seen.append(("after", handle.name))
+
+    with offload.Runner(workers=1, journal=path, hooks=[Pairs()]) as runner:
         release = _hold_the_only_worker(runner)
         handle = runner.submit(counted, calls)
         row = other.fetch(handle.id)
@@ -354,6 +363,7 @@ def test_a_row_cancelled_or_taken_over_elsewhere_is_not_run_here(
         assert handle.wait(WAIT)
     assert handle.state is State.CANCELLED and handle.cancel_reason == reason
     assert calls == [] and handle.attempts == 0  # never ran, and no retry was tried
+    assert seen.count(("before", "runtime.counted")) == seen.count(("after", "runtime.counted")) == 1
     with pytest.raises(offload.TaskCancelledError):
         handle.result(timeout=0)
     assert f"task runtime.counted (id {handle.id}) not run: {reason}" in caplog.text
