@@ -1,4 +1,4 @@
-"""Runner: admission, the ready queue, the thread pool and its lifecycle.
+"""Runner: the ready queue, the thread pool and its lifecycle (admission is in ``_admission.py``).
 
 State, all guarded by ``_lock``:
 
@@ -10,7 +10,8 @@ State, all guarded by ``_lock``:
 - ``_active`` (id -> handle, unfinished); finished handles go to ``history``, a
   :class:`~offload.journal.MemoryStore` sharing this lock (bounded by ``history=``).
 
-Shutdown and the process-wide exit/fork hooks are in ``_shutdown.py``.
+Admission (``submit`` and what ``delay`` calls) is in ``_admission.py``; shutdown
+and the process-wide exit/fork hooks are in ``_shutdown.py``.
 
 The request thread's cost is validation, one handle, one heap push and one
 token: it never waits on a lock held across user code.
@@ -24,28 +25,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextvars import copy_context
-from datetime import datetime
 from queue import SimpleQueue
 from typing import Any
 
-from . import _deferral
+from . import _admission
 from . import _validate as check
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import RunnerSettings
-from ._errors import ConfigurationError, PayloadError, QueueFullError, RunnerClosedError
+from ._errors import ConfigurationError, RunnerClosedError
 from ._flow import (
     FlowState,
-    admit_locked,
-    attach,
-    duplicate_locked,
     request_cancel_locked,
     retired_locked,
 )
 from ._handle import State, TaskHandle, _check_timeout
 from ._hooks import HookSet
-from ._ids import new_task_id
-from ._payload import check_request_bound
 from ._periodic import start_beat, stop_beat
 from ._ready import ReadyQueue
 from ._shutdown import (
@@ -57,9 +51,8 @@ from ._shutdown import (
     runners,
 )
 from ._stats import RunnerStats, take_stats
-from ._task import PRIORITY_MAX, PRIORITY_MIN, Task, TaskOptions, callable_name
-from ._timers import TIMER_RUN, push_timer
-from ._workers import run_eagerly, worker_local, worker_loop
+from ._task import TaskOptions
+from ._workers import worker_loop
 from .journal._memory import MemoryStore
 from .journal._runtime import Durable
 
@@ -251,181 +244,15 @@ class Runner:
             start_beat(self, state_dir)
         return self
 
-    # -- admission --------------------------------------------------------
+    # -- admission (in _admission.py) -------------------------------------------
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskHandle:
-        """Run ``fn(*args, **kwargs)`` in the background; return its handle at once.
-
-        ``fn`` may be a plain callable (run once, no retries) or a declared
-        :func:`~offload.task`, which keeps its retries, timeout and priority.
-
-        Raises:
-            PayloadError: ``fn`` is not callable or an argument is request-bound.
-            QueueFullError: ``queue_size`` tasks are waiting already.
-            RunnerClosedError: the runner is shutting down.
-        """
-        return self._enqueue(fn, args, kwargs)
-
-    def _enqueue(
-        self,
-        target: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        priority: int | None = None,
-        name: str | None = None,
-        expires: float | datetime | None = None,
-        task_id: str | None = None,
-    ) -> TaskHandle:
-        if isinstance(target, Task):
-            options = target.options
-            fn = target.fn
-            name = options.name
-        else:
-            if not callable(target):
-                raise PayloadError(f"submit(): the function to run must be callable, got {target!r}")
-            options = self._plain_options
-            fn = target
-            name = callable_name(target) if name is None else check.name("offload.Thread", "name", name)
-        if args or kwargs:
-            check_request_bound(name, args, kwargs, self._journal is not None)
-        delay = (
-            0.0 if countdown is None and eta is None else check.delay(f"task {name!r}", countdown, eta, self._wall())
-        )
-        if priority is None:
-            priority = options.priority
-        else:
-            check.integer(f"task {name!r}", "priority", priority, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX)
-        handle = TaskHandle(
-            new_task_id() if task_id is None else task_id,
-            name,
-            fn,
-            args,
-            kwargs,
-            options,
-            self,
-            self._wall(),
-            priority,
-            copy_context(),
-            self._lock,
-        )
-        if options.flow or expires is not None:
-            attach(self, handle, options, delay, expires)
-            # Lock-free look first, so before_enqueue hooks do not see a duplicate.
-            existing = duplicate_locked(self, handle)
-            if existing is not None:
-                return existing
-        if self._hooks.before_enqueue:
-            self._hooks.fire("before_enqueue", handle)
-        if _deferral.current is not None and _deferral.defer(self, _deferral.current, handle, delay):
-            return handle
-        if self._plain:
-            return self._queue(handle, delay)
-        return self._admit(handle, delay)
-
-    def _admit(self, handle: TaskHandle, delay: float) -> TaskHandle:
-        """Accept a new or PENDING task: run it (eager), journal it, and queue or schedule it.
-
-        Returns the handle, or the existing one of a unique twin already queued.
-        """
-        if self._eager:
-            self._check_open(handle)
-            if handle.state is _PENDING:
-                with self._lock:
-                    self._n_pending -= 1
-            run_eagerly(self, handle)
-            return handle
-        if self._journal is None:
-            return self._queue(handle, delay)
-        if not self._workers_max:  # enqueue only: `offload worker` runs it
-            self._check_open(handle)
-            self._journal.enqueue(handle, delay)
-            return handle
-        self._journal.enqueue(handle, delay)  # on disk first; undone below if refused
-        try:
-            queued = self._queue(handle, delay)
-        except BaseException:
-            self._journal.forget(handle)
-            raise
-        if queued is not handle:  # a unique twin got in first: this row must not run after a restart
-            self._journal.forget(handle)
-        return queued
-
-    def _queue(self, handle: TaskHandle, delay: float, *, wait_for_room: bool = True) -> TaskHandle:
-        """Make a handle wait for its time or a worker (QueueFullError if no room)."""
-        spawn = False
-        with self._lock:
-            if self._state is not self._RUNNING:
-                self._open_locked(handle)
-            if handle._flow is not None:
-                existing = duplicate_locked(self, handle)
-                if existing is not None:
-                    if handle.state is _PENDING:  # let go at commit, but a unique twin got in first
-                        self._drop_locked(handle, f"not queued: task {existing.id} has the same unique key")
-                    return existing
-            if wait_for_room and self._n_queued + self._n_scheduled + self._n_retrying >= self._queue_size:
-                self._wait_for_room_locked(handle)
-            if handle.state is _PENDING:
-                self._n_pending -= 1
-                handle.state = _QUEUED
-            self._submitted += 1
-            self._active[handle.id] = handle
-            if handle._flow is not None:
-                admit_locked(self, handle)
-            if delay > 0.0:
-                handle.state = _SCHEDULED
-                handle.next_attempt_at = handle.created_at + delay
-                self._n_scheduled += 1
-                push_timer(self, self._now() + delay, TIMER_RUN, handle)
-                return handle
-            self._ready.push(handle)
-            self._n_queued += 1
-            if self._n_queued > self._idle and self._n_threads < self._max_threads:
-                self._n_threads += 1
-                spawn = True
-        self._tokens.put(None)
-        if spawn:
-            self._start_worker()
-        return handle
-
-    def _check_open(self, handle: TaskHandle) -> None:
-        with self._lock:
-            if self._state is not self._RUNNING:
-                self._open_locked(handle)
-
-    def _open_locked(self, handle: TaskHandle) -> None:
-        if self._state is self._NEW:
-            self._state = self._RUNNING
-            register_exit_drain()
-            return
-        raise RunnerClosedError(f"task {handle.name}: runner {self.name!r} is {self._state} and accepts no new tasks")
-
-    def _wait_for_room_locked(self, handle: TaskHandle) -> None:
-        size = self.settings.queue_size
-        message = f"task {handle.name}: the queue is full ({size} tasks waiting, queue_size={size})"
-        if self.settings.on_full == "raise":
-            raise QueueFullError(message + "; retry later, raise queue_size, or use on_full='block'")
-        if getattr(worker_local, "runner", None) is self:
-            raise QueueFullError(message + "; a task may not block waiting for room in its own runner (deadlock)")
-        from ._async import in_running_loop
-
-        if in_running_loop():
-            raise QueueFullError(message + "; enqueueing from async code never blocks the event loop")
-        timeout = self.settings.block_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._blocked += 1
-        try:
-            while self._n_queued + self._n_scheduled + self._n_retrying >= size:
-                if self._state is not self._RUNNING:
-                    raise RunnerClosedError(f"task {handle.name}: runner {self.name!r} closed while waiting for room")
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise QueueFullError(message + f"; still full after block_timeout={timeout:g}s")
-                self._space.wait(remaining)
-        finally:
-            self._blocked -= 1
+    submit = _admission.submit
+    _enqueue = _admission.enqueue
+    _admit = _admission.admit
+    _queue = _admission.queue
+    _check_open = _admission.check_open
+    _open_locked = _admission.open_locked
+    _wait_for_room_locked = _admission.wait_for_room_locked
 
     # -- threads ----------------------------------------------------------
 

@@ -50,7 +50,7 @@ class MemoryStore(Store):
     Args:
         history: finished rows kept (the oldest finished are dropped past it);
             ``None`` for no limit, 0 to keep none.
-        lock: the lock guarding the rows (a runner passes its own, see :meth:`keep`).
+        lock: the lock guarding the rows (a runner passes its own, see :meth:`keep_locked`).
     """
 
     def __init__(self, *, history: int | None = None, lock: threading.Lock | None = None) -> None:
@@ -66,19 +66,16 @@ class MemoryStore(Store):
     def keep_locked(self, handle: TaskHandle) -> None:
         """Keep a finished handle as it is (the caller holds this store's lock).
 
-        The runner's hot path: two dict inserts, no row built. The oldest
-        finished row goes once there are more than ``history``.
+        The runner's hot path: two dict inserts, no row built; past ``history``
+        finished rows, the oldest goes.
         """
         limit = self._history
         if limit == 0:
             return
-        task_id = handle.id
-        self._rows[task_id] = handle
-        finished = self._finished
-        finished[task_id] = None
-        if limit is not None and len(finished) > limit:
-            oldest, _ = finished.popitem(last=False)
-            del self._rows[oldest]
+        self._rows[handle.id] = handle
+        self._finished[handle.id] = None
+        if limit is not None and len(self._finished) > limit:
+            self._apply_bound()
 
     def handle(self, task_id: str) -> TaskHandle | None:
         """The kept handle of a finished task (live objects: result, exception), or None."""
