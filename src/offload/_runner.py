@@ -192,6 +192,7 @@ class Runner:
         self._durations: deque[float] = deque(maxlen=_DURATION_WINDOW)
         self._active: dict[str, TaskHandle] = {}
         self._history = MemoryStore(history=self.settings.history, lock=self._lock)
+        self._keep_finished = self._history.keep_locked  # bound once: _retire runs for every task
         self._drain_deadline = 0.0
         self._closed_event = threading.Event()
         self._drainer: threading.Thread | None = None
@@ -339,7 +340,7 @@ class Runner:
         if handle._flow is not None:
             retired_locked(self, handle)
         self._active.pop(handle.id, None)
-        self._history.keep_locked(handle)
+        self._keep_finished(handle)
         if self._joiners and not (self._n_queued or self._n_scheduled or self._n_retrying or self._n_running):
             self._idle_cond.notify_all()
 

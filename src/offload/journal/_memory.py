@@ -72,10 +72,11 @@ class MemoryStore(Store):
         limit = self._history
         if limit == 0:
             return
-        self._rows[handle.id] = handle
-        self._finished[handle.id] = None
-        if limit is not None and len(self._finished) > limit:
-            self._apply_bound()
+        rows, finished, task_id = self._rows, self._finished, handle.id
+        rows[task_id] = handle
+        finished[task_id] = None
+        if limit is not None and len(finished) > limit:
+            del rows[finished.popitem(last=False)[0]]  # inline: this runs for every task
 
     def handle(self, task_id: str) -> TaskHandle | None:
         """The kept handle of a finished task (live objects: result, exception), or None."""
