@@ -115,6 +115,20 @@ def encode_value(value: Any) -> str:
     return _dumps(_convert(value, "the result", 0))
 
 
+def encode_result(value: Any, limit: int) -> str | None:
+    """The JSON text of a task's result to record, or None: no value, not JSON, or over ``limit`` characters.
+
+    The handle keeps the value itself; a store only records it when it can.
+    """
+    if value is None:
+        return None
+    try:
+        text = encode_value(value)
+    except ValueError:
+        return None
+    return text if len(text) <= limit else None
+
+
 def check_size(task_name: str, what: str, text: str, limit: int) -> None:
     """Raise ``PayloadError`` if ``text`` takes more than ``limit`` bytes of UTF-8."""
     # len(text) <= size <= 4 * len(text): only measure when it could be over.

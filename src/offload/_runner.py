@@ -318,15 +318,19 @@ class Runner:
             self._stale_timers += 1
         else:
             return False
+        self._end_cancelled_locked(handle, reason)
+        if self._blocked:
+            self._space.notify()
+        return True
+
+    def _end_cancelled_locked(self, handle: TaskHandle, reason: str) -> None:
+        """Set a task's final state CANCELLED, count it and retire it (its state counter already left)."""
         handle.state = _CANCELLED
         handle.cancel_reason = reason
         handle.finished_at = self._wall()
         handle.next_attempt_at = None
         self._cancelled += 1
         self._retire(handle)
-        if self._blocked:
-            self._space.notify()
-        return True
 
     def _retire(self, handle: TaskHandle) -> None:
         """Move a finished handle from active to history (lock held).
@@ -354,10 +358,8 @@ class Runner:
         """
         if not isinstance(task_id, str):
             raise TypeError(f"get(): task id must be a str, got {task_id!r}")
-        with self._lock:
-            handle = self._active.get(task_id)
-        if handle is None:
-            handle = self._history.handle(task_id)  # finished since: it moved there under the lock
+        with self._lock:  # the history shares it: one look at both tables
+            handle = self._active.get(task_id) or self._history.handle_locked(task_id)
         if handle is None and self._journal is not None:
             handle = self._journal.lookup(task_id)
         return handle

@@ -377,9 +377,7 @@ def not_run(runner: Runner, handle: TaskHandle, reason: str) -> None:
         runner._n_running -= 1
         if handle._flow is not None:
             attempt_ended_locked(runner, handle)
-        handle.state, handle.cancel_reason, handle.finished_at = State.CANCELLED, reason, runner._wall()
-        runner._cancelled += 1
-        runner._retire(handle)
+        runner._end_cancelled_locked(handle, reason)
     runner_log.warning("task %s (id %s) not run: %s", handle.name, handle.id, reason)
     handle._settle()
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from .._codec import DEFAULT_MAX_PAYLOAD, encode_payload, encode_value
+from .._codec import DEFAULT_MAX_PAYLOAD, encode_payload, encode_result
 from .._errors import PayloadError
 from .._handle import ErrorInfo
 from ._store import (
@@ -81,7 +81,11 @@ class MemoryStore(Store):
     def handle(self, task_id: str) -> TaskHandle | None:
         """The kept handle of a finished task (live objects: result, exception), or None."""
         with self._lock:
-            row = self._rows.get(task_id)
+            return self.handle_locked(task_id)
+
+    def handle_locked(self, task_id: str) -> TaskHandle | None:
+        """:meth:`handle`, the caller holding this store's lock."""
+        row = self._rows.get(task_id)
         return None if row is None or isinstance(row, TaskRecord) else row
 
     def handles_locked(self) -> list[TaskHandle]:
@@ -381,12 +385,7 @@ def record_of(handle: TaskHandle) -> TaskRecord:
             payload = encode_payload(handle.name, args, kwargs, DEFAULT_MAX_PAYLOAD)
         except PayloadError:
             pass
-    result = None
-    if handle.state == SUCCEEDED and handle._result is not None:
-        try:
-            result = encode_value(handle._result)
-        except ValueError:
-            pass
+    result = encode_result(handle._result, DEFAULT_MAX_PAYLOAD) if handle.state == SUCCEEDED else None
     return TaskRecord(
         id=handle.id,
         name=handle.name,

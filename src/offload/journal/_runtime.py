@@ -35,7 +35,7 @@ from .._codec import (
     decode_payload,
     decode_value,
     encode_payload,
-    encode_value,
+    encode_result,
 )
 from .._errors import ConfigurationError, JournalError, NotRunError, OffloadError, PayloadError
 from .._flow import attach_recovered
@@ -248,15 +248,7 @@ class Durable(Hook):
             self._wake.set()
 
     def after_success(self, handle: TaskHandle, result: Any) -> None:
-        text = None
-        if result is not None:
-            try:
-                text = encode_value(result)
-                if len(text) > self.max_payload:
-                    text = None
-            except ValueError:
-                text = None  # the handle keeps the value; the journal only records success
-        self._finish(handle, SUCCEEDED, result=text)
+        self._finish(handle, SUCCEEDED, result=encode_result(result, self.max_payload))
 
     def after_failure(self, handle: TaskHandle, exc: BaseException) -> None:
         self._finish(handle, FAILED, error=handle.error)
