@@ -62,7 +62,7 @@ def hold_gil(n: int) -> None:
     os.write(_fd, f"hold_gil {os.getpid()}\n".encode())
     say("holding")
     # One C call that never releases the GIL (the regex engine backtracking
-    # 2**n ways): no heartbeat can be written meanwhile. n=27: ~5 s here.
+    # 2**n ways): no heartbeat can be written meanwhile. The test picks n.
     re.match(r"(a+)+$", "a" * n + "b")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import re
 import select
 import signal
 import subprocess
@@ -197,9 +199,17 @@ def test_dead_owner_work_is_recovered_by_a_live_process_within_5_seconds(files: 
     assert took < 5.0, f"recovered after {took:.1f}s"
 
 
+def _gil_hold_n(seconds: float) -> int:
+    """The n for which crash.hold_gil holds the GIL about ``seconds`` on this machine (each +1 doubles it)."""
+    began = time.perf_counter()
+    re.match(r"(a+)+$", "a" * 20 + "b")
+    took = max(time.perf_counter() - began, 1e-6)
+    return 20 + max(0, math.ceil(math.log2(seconds / took)))
+
+
 def test_a_live_owner_holding_the_gil_is_not_robbed(files: tuple[Path, Path]) -> None:
     journal, runs = files
-    holder = Child(journal, runs, "one", "--task", "crash.hold_gil", "-n", "27", "--total", "1")
+    holder = Child(journal, runs, "one", "--task", "crash.hold_gil", "-n", str(_gil_hold_n(6.0)), "--total", "1")
     holder.wait_for("holding")
     held_from = time.monotonic()
     watcher = Child(journal, runs, "run", "--total", "1", "--workers", "2")

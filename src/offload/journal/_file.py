@@ -14,6 +14,10 @@ contract's statements). Settings, and why:
   transaction, then wakes the threads it committed for and hands the lead to
   the oldest waiting one. Request threads are batched instead of queued one by
   one behind each other or behind the workers.
+- Writes nobody waits for (a worker's finish) are deferred until a flush asks
+  for them, or until a few of them wait: see :meth:`SQLiteFile._write`.
+- A lone statement is its own transaction (autocommit: one call into SQLite,
+  not three); it takes the write lock as it starts, like ``BEGIN IMMEDIATE``.
 - ``synchronous`` NORMAL (default) or FULL; see docs/journal.md for what each survives.
 - The file is created with mode 0600 (SQLite gives its -wal and -shm files the same).
 """
@@ -35,18 +39,23 @@ SYNCHRONOUS = ("normal", "full")
 _allocate_lock = threading.Lock
 # WAL pages after which a commit checkpoints by itself (see checkpoint()).
 _AUTOCHECKPOINT = 10_000
+# Deferred writes after which any commit takes them along (see _write).
+DEFER_MAX = 8
+# Seconds a worker's write waits for another thread's commit to carry it (see _write).
+PATIENCE = 0.0002
 
 # An operation of a write: (sql, parameters) or a function run inside the transaction.
 Op = tuple[str, Sequence[Any]] | Callable[[sqlite3.Connection], Any]
 
 
 class _Request:
-    __slots__ = ("done", "error", "ops", "results", "wait", "wake")
+    __slots__ = ("done", "error", "ops", "patient", "results", "wait", "wake")
 
     def __init__(self, ops: Sequence[Op], wait: bool) -> None:
         self.ops = ops
         self.wait = wait
         self.wake: Any = None  # a held lock a waiting thread sleeps on
+        self.patient = False  # waits for another thread's commit: never handed the lead
         self.results: list[Any] | None = None
         self.error: JournalError | None = None
         self.done = False
@@ -84,6 +93,9 @@ class SQLiteFile:
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self._pending: list[_Request] = []
+        self._deferred: list[_Request] = []  # accepted with wait=False, not yet in a batch
+        self._flush_wanted = False  # a waiting request asks for the deferred ones too
+        self._last_enqueue = (0, 0.0)  # (thread ident, time.monotonic()) of the latest enqueue's commit
         self._mutex = threading.Lock()
         self._committing = False
         self._closed = False
@@ -107,6 +119,9 @@ class SQLiteFile:
         self._mutex = threading.Lock()  # may have been held by a parent thread at fork
         self._committing = False
         self._pending = []
+        self._deferred = []  # the parent's: its process commits them
+        self._flush_wanted = False
+        self._last_enqueue = (0, 0.0)
 
     # -- files and connections ---------------------------------------------------
 
@@ -194,7 +209,7 @@ class SQLiteFile:
 
     # -- group commit ------------------------------------------------------------
 
-    def _write(self, ops: Sequence[Op], *, wait: bool = True) -> list[Any]:
+    def _write(self, ops: Sequence[Op], *, wait: bool = True, flush: bool = False, patience: float = 0.0) -> list[Any]:
         """Add ``ops`` to the next transaction; unless ``wait`` is False, return once committed.
 
         The first thread to find no commit in progress is the leader: it takes
@@ -203,6 +218,17 @@ class SQLiteFile:
         leader wakes exactly the threads it committed for, then hands the lead
         to the oldest waiting thread, if any, which commits what piled up. No
         thread ever competes for a lock held across I/O, so none is starved.
+
+        A write with ``wait=False`` (a worker's finish) is deferred: a batch takes
+        the deferred writes along when one of its writes asks for a flush
+        (``flush=True``, or no ``ops``) or once ``DEFER_MAX`` of them wait (and
+        the runner's keeper flushes a few times a second). The commits request
+        threads wait for stay small.
+
+        ``patience`` (seconds) is for a worker's write while request threads are
+        enqueueing (see :meth:`_patience`): rather than lead a transaction of its
+        own, which the next enqueue would have to wait for, it waits that long for
+        another thread's commit to carry it, and leads only if none came.
         """
         if self._closed:
             error = JournalError(f"journal {self.path} is closed")
@@ -212,22 +238,36 @@ class SQLiteFile:
             return []
         request = _Request(ops, wait)
         with self._mutex:
-            self._pending.append(request)
             if not wait:
+                self._deferred.append(request)
                 self._local.unflushed = request
                 return []
-            lead = not self._committing
+            self._pending.append(request)
+            if flush or not ops:
+                self._flush_wanted = True
+            lead = not self._committing and not patience
             if lead:
                 self._committing = True
-                batch, self._pending = self._pending, []
+                batch = self._take_locked()
             else:
                 request.wake = wake = _allocate_lock()
                 wake.acquire()
+                request.patient = bool(patience)
         if not lead:
-            request.wake.acquire()  # released by a leader: done, or our turn to lead
-            if not request.done:
+            if not request.patient:
+                request.wake.acquire()  # released by a leader: done, or our turn to lead
+            elif not request.wake.acquire(timeout=patience):
                 with self._mutex:
-                    batch, self._pending = self._pending, []
+                    request.patient = False  # from now on it may be handed the lead
+                    lead = not request.done and not self._committing
+                    if lead:  # nobody took it and nobody is committing
+                        self._committing = True
+                        batch = self._take_locked()
+                if not lead and not request.done:
+                    request.wake.acquire()  # a leader has it, or hands us the lead
+            if not lead and not request.done:
+                with self._mutex:
+                    batch = self._take_locked()
                 lead = True
         if lead:
             self._lead(batch, request)
@@ -235,6 +275,15 @@ class SQLiteFile:
             raise request.error
         assert request.results is not None
         return request.results
+
+    def _take_locked(self) -> list[_Request]:
+        """The next batch: every waiting write, and the deferred ones if a flush is due."""
+        batch, self._pending = self._pending, []
+        if self._deferred and (self._flush_wanted or len(self._deferred) >= DEFER_MAX):
+            batch[:0] = self._deferred  # the older writes first
+            self._deferred = []
+        self._flush_wanted = False
+        return batch
 
     def _lead(self, batch: list[_Request], me: _Request) -> None:
         try:
@@ -245,24 +294,40 @@ class SQLiteFile:
                     request.wake.release()
             with self._mutex:
                 for request in self._pending:
-                    if request.wake is not None:
+                    if request.wake is not None and not request.patient:
                         request.wake.release()  # the oldest waiter leads next
                         break
                 else:
                     self._committing = False
 
+    def _enqueued(self) -> None:
+        """Note that this thread's enqueue just committed (see :meth:`_patience`)."""
+        self._last_enqueue = (threading.get_ident(), time.monotonic())
+
+    def _patience(self) -> float:
+        """How long a worker's write may wait for another thread's commit: ``PATIENCE`` while
+        another thread has just enqueued (its next enqueue is likely near), else 0."""
+        enqueuer, at = self._last_enqueue
+        if enqueuer != threading.get_ident() and time.monotonic() - at <= PATIENCE:
+            return PATIENCE
+        return 0.0
+
     def flush(self) -> None:
         """Commit every write accepted with ``wait=False``."""
-        if self._pending:
+        if self._pending or self._deferred:
             self._write([])
 
     def flush_thread(self) -> None:
-        """Commit the writes this thread made with ``wait=False``, unless a commit already did."""
+        """Commit the writes this thread made with ``wait=False``, unless a commit already did.
+
+        Called by a worker before its next task: it may wait a moment for another
+        thread's commit (see ``patience`` in :meth:`_write`).
+        """
         request = getattr(self._local, "unflushed", None)
         if request is not None:
             self._local.unflushed = None
             if not request.done:
-                self._write([])
+                self._write([], patience=self._patience())
 
     def _commit(self, batch: list[_Request]) -> None:
         """Commit a batch in one transaction; set every request's outcome."""
@@ -295,6 +360,13 @@ class SQLiteFile:
 
     def _transaction_inside(self, batch: Sequence[_Request]) -> None:
         conn = self._conn()
+        lone = _lone_statement(batch)
+        if lone is not None:
+            # Its own transaction (autocommit): one call into SQLite, not three.
+            count = self._until_unlocked(lambda: conn.execute(lone[0], lone[1]).rowcount)
+            for request in batch:
+                request.results = [count] if request.ops else []
+            return
         self._begin(conn)
         try:
             for request in batch:
@@ -316,11 +388,18 @@ class SQLiteFile:
             raise self._error(exc, "write") from exc
 
     def _begin(self, conn: sqlite3.Connection) -> None:
+        self._until_unlocked(lambda: conn.execute("BEGIN IMMEDIATE"))
+
+    def _until_unlocked(self, write: Callable[[], Any]) -> Any:
+        """Run ``write`` (one that takes the write lock), retrying while another process holds the lock.
+
+        A lone write statement, like ``BEGIN IMMEDIATE``, takes the lock as it
+        starts and changes nothing when refused, so it can simply be tried again.
+        """
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
+                return write()
             except sqlite3.OperationalError as exc:
                 # busy_timeout already waited; keep trying until lock_timeout, so that
                 # "database is locked" never reaches a caller under ordinary contention.
@@ -366,6 +445,17 @@ class SQLiteFile:
     def schema_version(self) -> int:
         """The file's schema version (``PRAGMA user_version``)."""
         return int(self._read("PRAGMA user_version")[0][0])
+
+
+def _lone_statement(batch: Sequence[_Request]) -> tuple[str, Sequence[Any]] | None:
+    """The batch's only operation, if it is one SQL statement (not a function, not several)."""
+    found = None
+    for request in batch:
+        for op in request.ops:
+            if found is not None or callable(op):
+                return None
+            found = op
+    return found
 
 
 # Every journal of this process, to reset them in a fork()ed child.

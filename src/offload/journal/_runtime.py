@@ -9,8 +9,8 @@ The runner's in-memory machinery is unchanged; this module adds, per task:
   ``at_most_once`` task never runs unrecorded);
 - the outcome is written by hooks (``after_success``, ``after_failure``,
   ``after_retry_scheduled``); a finish is committed with the worker's next
-  start, or at once when nothing else is queued, so at most one finished task
-  per worker is not yet on disk at any moment;
+  start, or by the keeper within ``CHECKPOINT_INTERVAL``, so at most one
+  finished task per worker is not yet on disk at any moment;
 - cancel writes ``cancelled``; shutdown releases the waiting rows to the journal.
 
 And one *keeper* thread per runner: heartbeat (the owner's lease), recovery of
@@ -254,9 +254,10 @@ class Durable(Hook):
         self._finish(handle, FAILED, error=handle.error)
 
     def _finish(self, handle: TaskHandle, state: str, *, result: str | None = None, error: Any = None) -> None:
-        # Not waited for: the next commit of any thread carries it (an enqueue, a
-        # start mark, this worker's next task: see _Attempt), or the keeper's flush
-        # within CHECKPOINT_INTERVAL. So a task costs one transaction, not two.
+        # Not waited for: it is deferred (SQLiteFile._write) until this worker's next
+        # task flushes it (see _Attempt), or another start mark, a commit once a few
+        # finishes wait, or the keeper's flush within CHECKPOINT_INTERVAL carries
+        # it. So a task costs one transaction, not two.
         self._claim_more()
         try:
             self.store.finish(handle.id, self.owner, state, self.runner._wall(), result=result, error=error, wait=False)
@@ -494,7 +495,7 @@ class _Attempt:
             # it runs: then at most one task per worker can run again after a crash.
             self.durable.store.flush_thread()
         else:
-            self.durable.start_attempt(self.task_id)  # its commit carries every pending write
+            self.durable.start_attempt(self.task_id)  # its commit carries the deferred finishes
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:

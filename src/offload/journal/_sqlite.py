@@ -132,9 +132,10 @@ class SQLiteJournal(SQLiteFile, Store):
     def enqueue(self, records: Sequence[TaskRecord]) -> None:
         if len(records) == 1:
             self._write([(INSERT, record_params(records[0]))])
-            return
-        params = [record_params(r) for r in records]
-        self._write([lambda conn: conn.executemany(INSERT, params).rowcount])
+        else:
+            params = [record_params(r) for r in records]
+            self._write([lambda conn: conn.executemany(INSERT, params).rowcount])
+        self._enqueued()
 
     def claim(self, owner: str, limit: int, now: float) -> list[TaskRecord]:
         def take(conn: sqlite3.Connection) -> list[TaskRecord]:
@@ -154,7 +155,9 @@ class SQLiteJournal(SQLiteFile, Store):
         return result
 
     def start(self, task_id: str, owner: str, now: float) -> bool:
-        return bool(self._write([(START, (now, task_id, owner))])[0])
+        # A worker's start mark: it carries the deferred finishes (so at most one finished
+        # task per worker is not on disk), and rides with a request thread's commit if one comes.
+        return bool(self._write([(START, (now, task_id, owner))], flush=True, patience=self._patience())[0])
 
     def finish(
         self,
