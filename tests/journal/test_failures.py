@@ -312,6 +312,27 @@ def test_bad_journal_option_is_a_configuration_error(path: Path) -> None:
         offload.Runner(journal=str(path), eager=True)
     with pytest.raises(offload.ConfigurationError, match="synchronous"):
         SQLiteJournal(path, synchronous="off")
+    for bad in (1000, 256, 131072, True, "4096"):
+        with pytest.raises(
+            offload.ConfigurationError, match=rf"SQLiteJournal: page_size must be a power of two .* got {bad!r}"
+        ):
+            SQLiteJournal(path, page_size=bad)  # type: ignore[arg-type]
+    assert not path.exists()  # refused before the file is created
+
+
+def test_page_size_applies_to_a_new_file_and_an_existing_one_keeps_its_own(path: Path) -> None:
+    journal = SQLiteJournal(path, page_size=8192)
+    journal.close()
+    reopened = SQLiteJournal(path, page_size=1024)
+    try:
+        assert reopened._read("PRAGMA page_size") == [(8192,)]
+    finally:
+        reopened.close()
+    fresh = SQLiteJournal(path.with_name("default.sqlite3"))
+    try:
+        assert fresh._read("PRAGMA page_size") == [(2048,)]
+    finally:
+        fresh.close()
 
 
 def test_existing_journal_in_a_read_only_directory_raises_journal_write_error() -> None:
