@@ -1,5 +1,8 @@
 """SQLiteJournal's group commit: deferred finishes, patient worker writes, lone statements.
 
+These are the commits of a journal without an intake log (``intake=False``, or
+``synchronous="full"``); with one, the same group commit carries the intake's
+batches and every write that is not an enqueue, a start mark or a finish.
 What is on disk is read through a second connection, as another process would.
 """
 
@@ -28,7 +31,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def journal(path: Path) -> Iterator[SQLiteJournal]:
-    journal = SQLiteJournal(path)
+    journal = SQLiteJournal(path, intake=False)
     yield journal
     journal.close()
 
@@ -86,18 +89,6 @@ def test_a_start_mark_carries_the_deferred_finishes(journal: SQLiteJournal, path
     assert (on_disk(path, "t1"), on_disk(path, "t2")) == ("succeeded", "running")
 
 
-def test_flush_thread_commits_this_threads_deferred_finish_once(journal: SQLiteJournal, path: Path) -> None:
-    running(journal, 1)
-    seen = statements(journal)
-    journal.flush_thread()  # nothing of this thread's is waiting: no commit
-    assert seen == []
-    finish_later(journal, 1)
-    journal.flush_thread()
-    assert on_disk(path, "t1") == "succeeded"
-    journal.flush_thread()  # already committed: nothing more
-    assert seen == ["UPDATE"]
-
-
 def test_a_lone_statement_is_its_own_transaction(journal: SQLiteJournal, path: Path) -> None:
     seen = statements(journal)
     journal.enqueue([record(1)])
@@ -116,7 +107,7 @@ def test_a_refused_lone_statement_changes_nothing_and_names_the_cause(journal: S
 
 
 def test_a_lone_statement_waits_while_another_process_holds_the_write_lock(path: Path) -> None:
-    journal = SQLiteJournal(path, busy_timeout=0.01, lock_timeout=WAIT)
+    journal = SQLiteJournal(path, busy_timeout=0.01, lock_timeout=WAIT, intake=False)
     other = sqlite3.connect(path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
@@ -144,7 +135,7 @@ def test_a_lone_statement_waits_while_another_process_holds_the_write_lock(path:
 
 
 def test_a_lone_statement_gives_up_after_lock_timeout_naming_the_path(path: Path) -> None:
-    journal = SQLiteJournal(path, busy_timeout=0.01, lock_timeout=0.05)
+    journal = SQLiteJournal(path, busy_timeout=0.01, lock_timeout=0.05, intake=False)
     other = sqlite3.connect(path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")

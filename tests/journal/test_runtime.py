@@ -356,8 +356,10 @@ def test_a_row_cancelled_or_taken_over_elsewhere_is_not_run_here(
         if elsewhere == "cancelled":  # what the journal dashboard's cancel writes
             assert other.cancel(handle.id, "cancelled from the dashboard", time.time())
             reason = "its journal row was cancelled (cancelled from the dashboard)"
-        else:  # another process recovered it (a wrong liveness verdict, a clock jump)
-            other._write([("UPDATE tasks SET owner = 'host:1:2' WHERE id = ?", (handle.id,))])
+        else:  # another process recovered it (a wrong liveness verdict: a lease ran out) and claimed it
+            mine = runner._journal.owner  # type: ignore[union-attr]
+            assert other.recover("host:1:2", time.time(), lease_timeout=3.0, is_alive=lambda o: o != mine)
+            assert handle.id in [r.id for r in other.claim("host:1:2", 10, time.time())]
             reason = "its journal row was taken over by process host:1:2, which runs it"
         release.set()
         assert handle.wait(WAIT)

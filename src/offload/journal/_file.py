@@ -34,6 +34,7 @@ from typing import Any
 
 from .._errors import JournalCorruptError, JournalError, JournalWriteError
 from ._forkgate import gate
+from ._writer import Intake, flush_local
 
 SYNCHRONOUS = ("normal", "full")
 _allocate_lock = threading.Lock
@@ -49,7 +50,7 @@ Op = tuple[str, Sequence[Any]] | Callable[[sqlite3.Connection], Any]
 
 
 class _Request:
-    __slots__ = ("done", "error", "ops", "patient", "results", "wait", "wake")
+    __slots__ = ("done", "error", "ops", "patient", "results", "settle", "wait", "wake")
 
     def __init__(self, ops: Sequence[Op], wait: bool) -> None:
         self.ops = ops
@@ -59,6 +60,8 @@ class _Request:
         self.results: list[Any] | None = None
         self.error: JournalError | None = None
         self.done = False
+        # Intake records (see _writer.py): told the outcome, never counted lost (they are kept).
+        self.settle: Callable[[JournalError | None], None] | None = None
 
 
 class _ThreadConnection:
@@ -100,6 +103,7 @@ class SQLiteFile:
         self._committing = False
         self._closed = False
         self._pid = os.getpid()
+        self._intake: Intake | None = None  # set by SQLiteJournal when it has one
         _journals.add(self)
         #: Writes accepted with ``wait=False`` that failed later (each is logged).
         self.lost_writes = 0
@@ -122,6 +126,8 @@ class SQLiteFile:
         self._deferred = []  # the parent's: its process commits them
         self._flush_wanted = False
         self._last_enqueue = (0, 0.0)
+        if self._intake is not None:
+            self._intake.after_fork()
 
     # -- files and connections ---------------------------------------------------
 
@@ -175,6 +181,8 @@ class SQLiteFile:
             self.flush()
         except JournalError:
             pass  # already logged and counted per write
+        if self._intake is not None:
+            self._intake.close()
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []
@@ -240,7 +248,6 @@ class SQLiteFile:
         with self._mutex:
             if not wait:
                 self._deferred.append(request)
-                self._local.unflushed = request
                 return []
             self._pending.append(request)
             if flush or not ops:
@@ -277,12 +284,17 @@ class SQLiteFile:
         return request.results
 
     def _take_locked(self) -> list[_Request]:
-        """The next batch: every waiting write, and the deferred ones if a flush is due."""
+        """The next batch: the intake records, every waiting write, and the deferred ones if a flush is due."""
         batch, self._pending = self._pending, []
         if self._deferred and (self._flush_wanted or len(self._deferred) >= DEFER_MAX):
             batch[:0] = self._deferred  # the older writes first
             self._deferred = []
         self._flush_wanted = False
+        taken = self._intake.take() if self._intake is not None else None
+        if taken is not None:  # accepted before any of these: applied first
+            records = _Request([taken[0]], False)
+            records.settle = taken[1]
+            batch.insert(0, records)
         return batch
 
     def _lead(self, batch: list[_Request], me: _Request) -> None:
@@ -313,21 +325,10 @@ class SQLiteFile:
         return 0.0
 
     def flush(self) -> None:
-        """Commit every write accepted with ``wait=False``."""
-        if self._pending or self._deferred:
+        """Commit every write accepted with ``wait=False``, and apply the intake records."""
+        intake = self._intake
+        if self._pending or self._deferred or (intake is not None and intake.position != intake.applied):
             self._write([])
-
-    def flush_thread(self) -> None:
-        """Commit the writes this thread made with ``wait=False``, unless a commit already did.
-
-        Called by a worker before its next task: it may wait a moment for another
-        thread's commit (see ``patience`` in :meth:`_write`).
-        """
-        request = getattr(self._local, "unflushed", None)
-        if request is not None:
-            self._local.unflushed = None
-            if not request.done:
-                self._write([], patience=self._patience())
 
     def _commit(self, batch: list[_Request]) -> None:
         """Commit a batch in one transaction; set every request's outcome."""
@@ -342,23 +343,38 @@ class SQLiteFile:
                         self._transaction([request])
                     except JournalError as one:
                         request.error = one
+                        if request.settle is not None:
+                            # Intake records could not be applied: what came after them may
+                            # depend on them (a cancel of a task they enqueue). Fail it all.
+                            for later in batch:
+                                later.error = later.error or one
+                            break
         for request in batch:
             request.done = True
-            if request.error is not None and not request.wait:
+            if request.settle is not None:
+                request.settle(request.error)
+            elif request.error is not None and not request.wait:
                 self._lost(request.error)
 
     def _lost(self, error: JournalError) -> None:
         """A write nobody waited for failed: count it and log it (nobody else will)."""
+        self._lost_record(str(error))
+
+    def _lost_record(self, message: str) -> None:
         self.lost_writes += 1
         from .._log import runner_log
 
-        runner_log.error("journal write lost (%d so far): %s", self.lost_writes, error)
+        runner_log.error("journal write lost (%d so far): %s", self.lost_writes, message)
 
     def _transaction(self, batch: Sequence[_Request]) -> None:
         with gate:
             self._transaction_inside(batch)
 
     def _transaction_inside(self, batch: Sequence[_Request]) -> None:
+        if not any(request.ops for request in batch):
+            for request in batch:
+                request.results = []
+            return  # a flush that found nothing to write
         conn = self._conn()
         lone = _lone_statement(batch)
         if lone is not None:
@@ -410,6 +426,7 @@ class SQLiteFile:
                 raise self._error(exc, "write") from exc
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        flush_local(self.path)  # this process reads its own writes (its intake records)
         try:
             with gate:
                 return self._conn().execute(sql, params).fetchall()

@@ -8,9 +8,8 @@ The runner's in-memory machinery is unchanged; this module adds, per task:
   attempt, so a journal that refuses the mark fails the attempt, and an
   ``at_most_once`` task never runs unrecorded);
 - the outcome is written by hooks (``after_success``, ``after_failure``,
-  ``after_retry_scheduled``); a finish is committed with the worker's next
-  start, or by the keeper within ``CHECKPOINT_INTERVAL``, so at most one
-  finished task per worker is not yet on disk at any moment;
+  ``after_retry_scheduled``); a finish is not waited for (``SQLiteJournal``
+  writes it to its intake log);
 - cancel writes ``cancelled``; shutdown releases the waiting rows to the journal.
 
 And one *keeper* thread per runner: heartbeat (the owner's lease), recovery of
@@ -50,7 +49,6 @@ from ._store import (
     FAILED,
     INTERRUPTED,
     QUEUED,
-    RUNNING,
     SCHEDULED,
     SUCCEEDED,
     UNKNOWN_TASK,
@@ -144,33 +142,20 @@ class Durable(Hook):
                 "registered name in the process that runs them; decorate the function with @offload.task"
             )
         payload = encode_payload(handle.name, handle._args, handle._kwargs, self.max_payload)
-        runner = self.runner
-        # An idle worker will take this task at once: write it already started, so
-        # that its attempt needs no second transaction (a crash in the moment
-        # before that worker begins counts one attempt that did not start).
-        # Not for at_most_once tasks: one would end "interrupted" without having run.
-        prestart = (
-            delay <= 0.0
-            and runner._idle > runner._n_queued
-            and runner._workers_max > 0
-            and not handle._options.at_most_once
-        )
         record = TaskRecord(
             id=handle.id,
             name=handle.name,
             payload=payload,
             queue=handle.queue,
             priority=handle.priority,
-            state=RUNNING if prestart else SCHEDULED if delay > 0.0 else QUEUED,
-            attempts=1 if prestart else 0,
+            state=SCHEDULED if delay > 0.0 else QUEUED,
             at_most_once=handle._options.at_most_once,
             created_at=handle.created_at,
             run_at=handle.created_at + delay,
-            started_at=handle.created_at if prestart else None,
-            owner=self.owner if runner._workers_max else None,  # enqueue only: anyone may claim it
+            owner=self.owner if self.runner._workers_max else None,  # enqueue only: anyone may claim it
         )
         self.store.enqueue([record])
-        handle._fn = _Attempt(self, handle.id, task.fn, started=prestart)  # a bound task's context wraps it later
+        handle._fn = _Attempt(self, handle.id, task.fn)  # a bound task's context wraps it later
 
     def forget(self, handle: TaskHandle) -> None:
         """Remove the row of a task the runner refused after it was written."""
@@ -181,8 +166,6 @@ class Durable(Hook):
 
     def cancelled(self, handle: TaskHandle, reason: str) -> None:
         try:
-            # Its attempt never began (cancel() refuses running tasks): a row marked
-            # started at enqueue is cancelled too.
             self.store.cancel(handle.id, reason, self.runner._wall(), owner=self.owner)
         except JournalError as exc:
             self._log_error("cancel of task %s (id %s) not recorded: %s", handle.name, handle.id, exc)
@@ -254,10 +237,8 @@ class Durable(Hook):
         self._finish(handle, FAILED, error=handle.error)
 
     def _finish(self, handle: TaskHandle, state: str, *, result: str | None = None, error: Any = None) -> None:
-        # Not waited for: it is deferred (SQLiteFile._write) until this worker's next
-        # task flushes it (see _Attempt), or another start mark, a commit once a few
-        # finishes wait, or the keeper's flush within CHECKPOINT_INTERVAL carries
-        # it. So a task costs one transaction, not two.
+        # Not waited for: SQLiteJournal appends it to its intake log (with intake=False it
+        # rides with the next commit, or the keeper's flush within CHECKPOINT_INTERVAL).
         self._claim_more()
         try:
             self.store.finish(handle.id, self.owner, state, self.runner._wall(), result=result, error=error, wait=False)
@@ -480,22 +461,15 @@ class Durable(Hook):
 class _Attempt:
     """The function a journaled handle runs: mark the row running, then call the task."""
 
-    __slots__ = ("durable", "fn", "started", "task_id")
+    __slots__ = ("durable", "fn", "task_id")
 
-    def __init__(self, durable: Durable, task_id: str, fn: Callable[..., Any], *, started: bool = False) -> None:
+    def __init__(self, durable: Durable, task_id: str, fn: Callable[..., Any]) -> None:
         self.durable = durable
         self.task_id = task_id
         self.fn = fn
-        self.started = started  # the first attempt was marked started at enqueue
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.started:
-            self.started = False
-            # This worker's previous finish must be on disk before another task of
-            # it runs: then at most one task per worker can run again after a crash.
-            self.durable.store.flush_thread()
-        else:
-            self.durable.start_attempt(self.task_id)  # its commit carries the deferred finishes
+        self.durable.start_attempt(self.task_id)
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:

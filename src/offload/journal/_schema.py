@@ -49,6 +49,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: monitoring and retention read finished rows by state and age.
     ("CREATE INDEX tasks_finished ON tasks (state, finished_at) WHERE finished_at IS NOT NULL",),
+    # 3: how far each intake log is applied (see _writer.py).
+    ("CREATE TABLE intake (log TEXT PRIMARY KEY, owner TEXT NOT NULL, applied INTEGER NOT NULL)",),
 )
 
 #: The schema version this offload writes.

@@ -6,6 +6,7 @@ The file handling (connections per thread, group commit, fork safety) is in
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -14,9 +15,13 @@ from .. import _validate as check
 from .._codec import DEFAULT_MAX_PAYLOAD
 from .._errors import ConfigurationError, JournalCorruptError, JournalError, JournalWriteError
 from .._handle import ErrorInfo
+from .._log import runner_log
+from ._apply import ENQUEUE, FINISH, START_MARK
 from ._file import SYNCHRONOUS, Op, SQLiteFile
 from ._forkgate import gate
+from ._intake import logs, mailbox_path, notify
 from ._memory import _is_dead, worker_lost_error
+from ._owner import is_alive as process_is_alive
 from ._schema import migrate
 from ._sql import (
     CANCEL,
@@ -49,6 +54,7 @@ from ._store import (
     Store,
     TaskRecord,
 )
+from ._writer import LIVE, Intake, dead_logs, dumps, forget_logs, replay
 
 #: The page sizes SQLite accepts.
 PAGE_SIZES = tuple(2**n for n in range(9, 17))
@@ -73,6 +79,11 @@ class SQLiteJournal(SQLiteFile, Store):
             65536. A commit writes whole pages, and a task's row is small: 2048 writes
             less per task than SQLite's 4096. Raise it if tasks carry arguments or
             results of many KB. A file keeps the page size it was created with.
+        intake: with ``synchronous="normal"``, an enqueue, a start mark and a finish
+            are written to this instance's intake log (``PATH-intake/``, durable at
+            once) and applied to the file by a writer thread in batches, instead of
+            each waiting for a commit (see docs/journal.md). ``False``: each commits
+            before it returns. ``synchronous="full"`` always commits.
 
     Raises:
         JournalWriteError: the file or its directory cannot be created or written.
@@ -95,6 +106,7 @@ class SQLiteJournal(SQLiteFile, Store):
         keep_for: float | None = 7 * 86400.0,
         check_on_open: bool = True,
         page_size: int = 2048,
+        intake: bool = True,
     ) -> None:
         owner = "SQLiteJournal"
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
@@ -112,6 +124,7 @@ class SQLiteJournal(SQLiteFile, Store):
         if isinstance(page_size, bool) or page_size not in PAGE_SIZES:
             raise ConfigurationError(f"{owner}: page_size must be a power of two from 512 to 65536, got {page_size!r}")
         self.page_size = page_size
+        check.flag(owner, "intake", intake)
         self._init_file()
         self._create_file()
         with gate:
@@ -135,6 +148,9 @@ class SQLiteJournal(SQLiteFile, Store):
         if str(mode).lower() != "wal":
             self.close()
             raise JournalWriteError(f"journal {self.path}: cannot switch to WAL mode (got {mode!r})")
+        if intake and self.synchronous == "normal":
+            self._intake = Intake(self)
+        self._absorb()
 
     def __repr__(self) -> str:
         return f"<SQLiteJournal {self.path}>"
@@ -142,11 +158,23 @@ class SQLiteJournal(SQLiteFile, Store):
     # -- the task's life ---------------------------------------------------------
 
     def enqueue(self, records: Sequence[TaskRecord]) -> None:
+        intake = self._intake
+        if intake is not None and len(records) == 1:
+            record = records[0]
+            intake.check()
+            held = (record.id, record.owner) if record.state in LIVE else None
+            intake.append(ENQUEUE, dumps(record_params(record)), held)
+            return
+        if intake is not None:
+            intake.ready()  # its mailbox exists before it holds a row
         if len(records) == 1:
             self._write([(INSERT, record_params(records[0]))])
         else:
             params = [record_params(r) for r in records]
             self._write([lambda conn: conn.executemany(INSERT, params).rowcount])
+        if intake is not None:
+            with intake.lock:
+                intake.held.update((r.id, r.owner) for r in records if r.owner is not None and r.state in LIVE)
         self._enqueued()
 
     def claim(self, owner: str, limit: int, now: float) -> list[TaskRecord]:
@@ -163,10 +191,26 @@ class SQLiteJournal(SQLiteFile, Store):
                 records.extend(record_from_row(row) for row in conn.execute(sql, chunk))
             return records
 
+        intake = self._intake
+        if intake is not None:
+            intake.ready()  # its mailbox exists before it holds a row
         result: list[TaskRecord] = self._write([take])[0]
+        if intake is not None:
+            with intake.lock:
+                intake.held.update((r.id, owner) for r in result)
         return result
 
     def start(self, task_id: str, owner: str, now: float) -> bool:
+        intake = self._intake
+        if intake is not None:
+            # A row this instance holds needs no commit to start: only another process could
+            # have changed it, and such a process writes to this one's mailbox first.
+            if intake.noticed():
+                intake.reconcile()
+            if intake.held.get(task_id) == owner:
+                intake.check()
+                intake.append(START_MARK, dumps((task_id, owner, now)))
+                return True
         # A worker's start mark: it carries the deferred finishes (so at most one finished
         # task per worker is not on disk), and rides with a request thread's commit if one comes.
         return bool(self._write([(START, (now, task_id, owner))], flush=True, patience=self._patience())[0])
@@ -185,7 +229,17 @@ class SQLiteJournal(SQLiteFile, Store):
     ) -> bool:
         if state not in FINISHED:
             raise ValueError(f"finish(): {state!r} is not a final state")
-        e = (None, None, None) if error is None else (error.type, error.message, error.traceback)
+        e = _error_fields(error)
+        reason = _text(reason)
+        intake = self._intake
+        if intake is not None:
+            intake.held.pop(task_id, None)
+            if not wait and owner is not None:
+                try:
+                    intake.append(FINISH, dumps((task_id, owner, state, result, *e, reason, now)))
+                    return True
+                except JournalError:
+                    pass  # closed, or the log cannot grow: the deferred write below (or counted lost)
         values = (state, result, *e, reason, now, task_id)
         op: Op = (FINISH_ANY, values) if owner is None else (FINISH_OWNED, (*values, owner))
         if not wait:
@@ -194,18 +248,30 @@ class SQLiteJournal(SQLiteFile, Store):
         return bool(self._write([op])[0])
 
     def retry(self, task_id: str, owner: str, run_at: float, error: ErrorInfo | None) -> bool:
-        e = (None, None, None) if error is None else (error.type, error.message, error.traceback)
-        return bool(self._write([(RETRY, (run_at, *e, task_id, owner))])[0])
+        return bool(self._write([(RETRY, (run_at, *_error_fields(error), task_id, owner))])[0])
 
     def cancel(self, task_id: str, reason: str, now: float, *, owner: str | None = None) -> bool:
-        if owner is None:
-            return bool(self._write([(CANCEL, (reason, now, task_id))])[0])
-        return bool(self._write([(CANCEL_OWNED, (reason, now, task_id, owner))])[0])
+        if self._intake is not None:
+            self._intake.held.pop(task_id, None)
+        sql = CANCEL if owner is None else CANCEL_OWNED
+        params: tuple[object, ...] = (reason, now, task_id) if owner is None else (reason, now, task_id, owner)
+
+        def cancel_row(conn: sqlite3.Connection) -> tuple[int, str | None]:
+            holder = conn.execute("SELECT owner FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            return conn.execute(sql, params).rowcount, holder[0] if holder else None
+
+        cancelled, holder = self._write([cancel_row])[0]
+        if cancelled and holder is not None and holder != owner:
+            # Another process holds it (in memory): it must look again before starting it.
+            notify(self.path + "-intake", holder)
+        return bool(cancelled)
 
     def requeue(self, task_id: str, now: float) -> bool:
         return bool(self._write([(REQUEUE, (now, task_id))])[0])
 
     def delete(self, task_id: str) -> bool:
+        if self._intake is not None:
+            self._intake.held.pop(task_id, None)
         return bool(self._write([("DELETE FROM tasks WHERE id = ?", (task_id,))])[0])
 
     # -- owners ------------------------------------------------------------------
@@ -225,12 +291,20 @@ class SQLiteJournal(SQLiteFile, Store):
         is_alive: LivenessCheck,
         max_interrupted: int = MAX_INTERRUPTED,
     ) -> Recovery:
-        # Cheap check first, outside the write lock: most of the time nobody died.
-        candidates = [o for o in self.owners() if o.owner != owner]
-        if not any(_is_dead(is_alive(o.owner), o.heartbeat, now, lease_timeout) for o in candidates):
+        # Cheap checks first, outside the write lock: most of the time nobody died.
+        beats = {o.owner: o.heartbeat for o in self.owners() if o.owner != owner}
+
+        def is_dead(other: str) -> bool:
+            return other != owner and _is_dead(is_alive(other), beats.get(other, 0.0), now, lease_timeout)
+
+        found = logs(self._intake_dir)
+        dead_log = dead_logs(found, is_dead)
+        stale = self._stale_positions(found)
+        if not dead_log and not stale and not any(is_dead(o) for o in beats):
             return Recovery()
 
         def take_over(conn: sqlite3.Connection) -> Recovery:
+            self._replay(conn, dead_log, stale)  # first what the dead had accepted
             dead = [o for o, h in conn.execute(_OWNERS) if o != owner and _is_dead(is_alive(o), h, now, lease_timeout)]
             requeued, interrupted, lost, released = [], [], [], 0
             for gone in dead:
@@ -256,10 +330,53 @@ class SQLiteJournal(SQLiteFile, Store):
             return Recovery(tuple(dead), tuple(requeued), tuple(interrupted), tuple(lost), released)
 
         recovery: Recovery = self._write([take_over])[0]
+        forget_logs(self._intake_dir, list(dead_log))
+        for gone in recovery.dead_owners:
+            # Should that process live after all (a lease that ran out), it looks at its rows
+            # again before it starts one; one known dead no longer needs its mailbox.
+            notify(self._intake_dir, gone)
+            if process_is_alive(gone) is False:
+                _unlink(mailbox_path(self._intake_dir, gone))
         return recovery
+
+    @property
+    def _intake_dir(self) -> str:
+        return self.path + "-intake"
+
+    def _absorb(self) -> None:
+        """Apply what stopped processes left in their intake logs, so that this instance reads it."""
+        found = logs(self._intake_dir)
+        dead_log = dead_logs(found, lambda other: process_is_alive(other) is False) if found else {}
+        if not dead_log:
+            return
+        try:
+            self._write([functools.partial(self._replay, dead_log=dead_log, stale=())])
+        except JournalError as exc:
+            runner_log.warning("journal %s: the intake logs of stopped processes in %s cannot be applied yet: %s",
+                               self.path, self._intake_dir, exc)  # fmt: skip
+            return
+        forget_logs(self._intake_dir, list(dead_log))
+
+    def _stale_positions(self, found: dict[str, str]) -> list[str]:
+        """Applied positions of logs whose segments are gone (removed after their last apply)."""
+        return [name for (name,) in self._read("SELECT log FROM intake") if name not in found]
+
+    def _replay(self, conn: sqlite3.Connection, dead_log: dict[str, str], stale: Sequence[str]) -> None:
+        for name in stale:
+            conn.execute("DELETE FROM intake WHERE log = ?", (name,))
+        for name, writer in dead_log.items():
+            applied = replay(conn, self._intake_dir, name, writer, self._lost_record)
+            if applied:
+                runner_log.info("journal %s: applied %d write(s) that stopped process %s had accepted",
+                                self.path, applied, writer)  # fmt: skip
 
     def release(self, owner: str, now: float, *, keep: Sequence[str] = ()) -> int:
         keep = list(keep)
+        if self._intake is not None:
+            with self._intake.lock:
+                held = self._intake.held
+                for task_id in [t for t, holder in held.items() if holder == owner and t not in keep]:
+                    del held[task_id]
         not_kept = f" AND id NOT IN ({','.join('?' * len(keep))})" if keep else ""
 
         def let_go(conn: sqlite3.Connection) -> int:
@@ -355,6 +472,26 @@ class SQLiteJournal(SQLiteFile, Store):
         # Freed pages go to SQLite's free list and are reused by later rows: no VACUUM.
         deleted: int = self._write([delete])[0]
         return deleted
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` storable as UTF-8 (an exception's text may hold lone surrogates)."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _error_fields(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None]:
+    if error is None:
+        return None, None, None
+    return _text(error.type), _text(error.message), _text(error.traceback)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 # Filter field -> SQL condition on it.

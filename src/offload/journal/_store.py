@@ -220,10 +220,6 @@ class Store(abc.ABC):
     def flush(self) -> None:  # noqa: B027 - optional: only buffered stores need it
         """Make every write accepted with ``wait=False`` durable."""
 
-    def flush_thread(self) -> None:
-        """Make the writes this thread made with ``wait=False`` durable (default: all of them)."""
-        self.flush()
-
     # -- owners ----------------------------------------------------------------
 
     @abc.abstractmethod
