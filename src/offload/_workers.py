@@ -223,8 +223,12 @@ def run_attempt(runner: Runner, handle: TaskHandle, ident: int) -> Done | object
         from ._async import run_coroutine  # imports asyncio: only once a coroutine shows up
 
         exc, result = run_coroutine(runner, handle, result, started)
-    if exc is None and not (hooks.after_attempt or hooks.after_success) and not _debug():
-        return (handle, _SUCCEEDED, result, None, duration)  # the common case, without the detour
+    if exc is None and not hooks.after_attempt and not _debug():
+        # The common case, without the detour: the caller records the success in the
+        # critical section that takes its next task (after_success fires first, as below).
+        if hooks.after_success:
+            hooks.fire("after_success", handle, result)
+        return (handle, _SUCCEEDED, result, None, duration)
     attempt_finished(runner, handle, result, exc, duration)
     return None
 

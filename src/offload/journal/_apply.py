@@ -30,8 +30,46 @@ from typing import Any
 
 from .._log import runner_log
 from ._sql import FINISH_OWNED, INSERT, START
+from ._store import TaskRecord
 
 ENQUEUE, START_MARK, FINISH = "e", "s", "f"
+
+# A str as a JSON string literal, ASCII only (json's own C function).
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def enqueue_record(r: TaskRecord) -> str:
+    """The JSON of an ``e`` record: the INSERT parameters of a new row (see ``record_params``)."""
+    return (
+        f"[{_quote(r.id)},{_quote(r.name)},{_quote(r.payload)},{_quote(r.queue)},{r.priority:d},{_quote(r.state)},"
+        f"{r.attempts:d},{r.interrupted:d},{int(r.at_most_once):d},{_time(r.created_at)},{_time(r.run_at)},"
+        f"{_optional(r.owner)},{'null' if r.started_at is None else _time(r.started_at)}]"
+    )
+
+
+def start_record(task_id: str, owner: str, now: float) -> str:
+    return f"[{_quote(task_id)},{_quote(owner)},{_time(now)}]"
+
+
+def finish_record(task_id: str, owner: str, state: str, result: str | None, error: tuple[str | None, ...],
+                  reason: str | None, now: float) -> str:  # fmt: skip
+    etype, message, traceback = error
+    return (
+        f"[{_quote(task_id)},{_quote(owner)},{_quote(state)},{_optional(result)},{_optional(etype)},"
+        f"{_optional(message)},{_optional(traceback)},{_optional(reason)},{_time(now)}]"
+    )
+
+
+def _optional(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def _time(value: float) -> str:
+    text = repr(float(value))
+    if text in ("nan", "inf", "-inf"):
+        raise ValueError(f"journal times must be finite numbers, got {value!r}")
+    return text
+
 
 _INSERT_COLUMNS = (
     "id, name, payload, queue, priority, state, attempts, interrupted, at_most_once, created_at, run_at, owner, "

@@ -326,8 +326,7 @@ class SQLiteFile:
 
     def flush(self) -> None:
         """Commit every write accepted with ``wait=False``, and apply the intake records."""
-        intake = self._intake
-        if self._pending or self._deferred or (intake is not None and intake.position != intake.applied):
+        if self._pending or self._deferred or (self._intake is not None and self._intake.pending()):
             self._write([])
 
     def _commit(self, batch: list[_Request]) -> None:

@@ -32,6 +32,7 @@ import mmap
 import os
 import re
 import struct
+import threading
 from collections.abc import Iterator
 
 #: Bytes of a new segment (a record larger than that gets a segment of its own size).
@@ -55,13 +56,13 @@ def safe_name(owner: str) -> str:
 
 
 class IntakeLog:
-    """The segments of one log, appended to by one process.
+    """The segments of one log, appended to by one thread at a time (its owner).
 
-    The caller serialises :meth:`append` and the spare-segment calls with one
-    lock; the system calls (creating, mapping, unmapping files) happen outside
-    it where they can: the writer thread prepares the next segment ahead of
-    time (:meth:`reserve_spare`, :meth:`create`, :meth:`add_spare`), so that an
-    append that fills a segment only switches maps.
+    :meth:`append` takes no lock until a segment is full. The writer thread
+    prepares the next segment ahead of time (:meth:`reserve_spare`,
+    :meth:`create`, :meth:`add_spare`), so that the append that fills one only
+    switches maps, and it unmaps and deletes the old ones (:meth:`retired`,
+    :meth:`finished`); those calls and a switch share one small lock.
     """
 
     def __init__(self, directory: str, name: str, owner: str) -> None:
@@ -77,6 +78,8 @@ class IntakeLog:
         self._preparing = False
         self._closed_segments: list[tuple[int, int]] = []  # (index, end position), oldest first
         self._retired: list[mmap.mmap] = []  # maps of full segments, to close outside the lock
+        self._lock = threading.Lock()
+        self._closed = False
 
     def append(self, data: bytes) -> int:
         """Write one record; return the position after it.
@@ -90,22 +93,26 @@ class IntakeLog:
         start = self._offset
         end = start + need
         assert self._map is not None
-        self._map[start:end] = _HEADER.pack(len(data), binascii.crc32(data)) + data
+        self._map[start + _HEADER.size : end] = data
+        self._map[start : start + _HEADER.size] = _HEADER.pack(len(data), binascii.crc32(data))
         self._offset = end
         return (self._index << _INDEX_SHIFT) | end
 
     def _next_segment(self, need: int) -> None:
-        spare, self._spare = self._spare, None
-        if spare is None or spare[2] < len(self._head) + need:
-            if spare is not None:
-                self._retire(spare)
-            self._reserved += 1
-            spare = (self._reserved, *self.create(self._reserved, need))
-        if self._map is not None:
-            self._retired.append(self._map)
-            self._closed_segments.append((self._index, position(self._index, self._offset)))
-        self._index, self._map, self._size = spare
-        self._offset = len(self._head)
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.EBADF, "the intake log is closed")
+            spare, self._spare = self._spare, None
+            if spare is None or spare[2] < len(self._head) + need:
+                if spare is not None:
+                    self._retire(spare)
+                self._reserved += 1
+                spare = (self._reserved, *self.create(self._reserved, need))
+            if self._map is not None:
+                self._retired.append(self._map)
+                self._closed_segments.append((self._index, position(self._index, self._offset)))
+            self._index, self._map, self._size = spare
+            self._offset = len(self._head)
 
     def create(self, index: int, need: int = 0) -> tuple[mmap.mmap, int]:
         """Make segment ``index`` (allocated, headed, mapped): (its map, its size).
@@ -134,21 +141,23 @@ class IntakeLog:
 
     def reserve_spare(self) -> int | None:
         """The index to prepare the next segment under, or None if one is ready or on its way."""
-        if self._spare is not None or self._preparing:
-            return None
-        self._preparing = True
-        self._reserved += 1
-        return self._reserved
+        with self._lock:
+            if self._spare is not None or self._preparing or self._map is None:
+                return None
+            self._preparing = True
+            self._reserved += 1
+            return self._reserved
 
     def add_spare(self, index: int, made: tuple[mmap.mmap, int] | None) -> None:
         """Take a prepared segment (None: preparing it failed)."""
-        self._preparing = False
-        if made is None:
-            return
-        if index > self._index and self._spare is None:
-            self._spare = (index, *made)
-        else:  # an append could not wait for it and made its own
-            self._retire((index, *made))
+        with self._lock:
+            self._preparing = False
+            if made is None:
+                return
+            if index > self._index and self._spare is None and self._map is not None:
+                self._spare = (index, *made)
+            else:  # an append could not wait for it and made its own, or the log closed
+                self._retire((index, *made))
 
     def _retire(self, spare: tuple[int, mmap.mmap, int]) -> None:
         self._retired.append(spare[1])
@@ -156,7 +165,8 @@ class IntakeLog:
 
     def retired(self) -> list[mmap.mmap]:
         """The maps of full segments, to close (outside the lock: unmapping is a system call)."""
-        maps, self._retired = self._retired, []
+        with self._lock:
+            maps, self._retired = self._retired, []
         return maps
 
     def segment_path(self, index: int) -> str:
@@ -166,21 +176,25 @@ class IntakeLog:
         """The paths of the full segments whose records are all applied (position ``applied``):
         the caller deletes them (outside its lock)."""
         done = []
-        while self._closed_segments and self._closed_segments[0][1] <= applied:
-            index, _ = self._closed_segments.pop(0)
-            done.append(self.segment_path(index))
+        with self._lock:
+            while self._closed_segments and self._closed_segments[0][1] <= applied:
+                index, _ = self._closed_segments.pop(0)
+                done.append(self.segment_path(index))
         return done
 
     def close(self, *, remove: bool) -> None:
-        """Unmap; with ``remove``, delete every segment (all of them are applied)."""
+        """Unmap (the owner appends no more); with ``remove``, delete every segment (all are applied)."""
         maps = self.retired()
-        if self._map is not None:
-            maps.append(self._map)
-            self._map = None
-        if self._spare is not None:
-            maps.append(self._spare[1])
-            _unlink(self.segment_path(self._spare[0]))
-            self._spare = None
+        with self._lock:
+            self._closed = True
+            self._size = 0  # an append after closing reaches _next_segment, which refuses it
+            if self._map is not None:
+                maps.append(self._map)
+                self._map = None
+            if self._spare is not None:
+                maps.append(self._spare[1])
+                _unlink(self.segment_path(self._spare[0]))
+                self._spare = None
         for old in maps:
             old.close()  # its pages stay in the OS cache of the file, written back as usual
         if remove:

@@ -16,7 +16,7 @@ from .._codec import DEFAULT_MAX_PAYLOAD
 from .._errors import ConfigurationError, JournalCorruptError, JournalError, JournalWriteError
 from .._handle import ErrorInfo
 from .._log import runner_log
-from ._apply import ENQUEUE, FINISH, START_MARK
+from ._apply import ENQUEUE, FINISH, START_MARK, enqueue_record, finish_record, start_record
 from ._file import SYNCHRONOUS, Op, SQLiteFile
 from ._forkgate import gate
 from ._intake import logs, mailbox_path, notify
@@ -54,7 +54,7 @@ from ._store import (
     Store,
     TaskRecord,
 )
-from ._writer import LIVE, Intake, dead_logs, dumps, forget_logs, replay
+from ._writer import LIVE, Intake, dead_logs, forget_logs, replay
 
 #: The page sizes SQLite accepts.
 PAGE_SIZES = tuple(2**n for n in range(9, 17))
@@ -163,7 +163,7 @@ class SQLiteJournal(SQLiteFile, Store):
             record = records[0]
             intake.check()
             held = (record.id, record.owner) if record.state in LIVE else None
-            intake.append(ENQUEUE, dumps(record_params(record)), held)
+            intake.append(ENQUEUE, enqueue_record(record), held)
             return
         if intake is not None:
             intake.ready()  # its mailbox exists before it holds a row
@@ -173,8 +173,7 @@ class SQLiteJournal(SQLiteFile, Store):
             params = [record_params(r) for r in records]
             self._write([lambda conn: conn.executemany(INSERT, params).rowcount])
         if intake is not None:
-            with intake.lock:
-                intake.held.update((r.id, r.owner) for r in records if r.owner is not None and r.state in LIVE)
+            intake.held.update((r.id, r.owner) for r in records if r.owner is not None and r.state in LIVE)
         self._enqueued()
 
     def claim(self, owner: str, limit: int, now: float) -> list[TaskRecord]:
@@ -196,8 +195,7 @@ class SQLiteJournal(SQLiteFile, Store):
             intake.ready()  # its mailbox exists before it holds a row
         result: list[TaskRecord] = self._write([take])[0]
         if intake is not None:
-            with intake.lock:
-                intake.held.update((r.id, owner) for r in result)
+            intake.held.update((r.id, owner) for r in result)
         return result
 
     def start(self, task_id: str, owner: str, now: float) -> bool:
@@ -209,7 +207,7 @@ class SQLiteJournal(SQLiteFile, Store):
                 intake.reconcile()
             if intake.held.get(task_id) == owner:
                 intake.check()
-                intake.append(START_MARK, dumps((task_id, owner, now)))
+                intake.append(START_MARK, start_record(task_id, owner, now))
                 return True
         # A worker's start mark: it carries the deferred finishes (so at most one finished
         # task per worker is not on disk), and rides with a request thread's commit if one comes.
@@ -236,7 +234,7 @@ class SQLiteJournal(SQLiteFile, Store):
             intake.held.pop(task_id, None)
             if not wait and owner is not None:
                 try:
-                    intake.append(FINISH, dumps((task_id, owner, state, result, *e, reason, now)))
+                    intake.append(FINISH, finish_record(task_id, owner, state, result, e, reason, now))
                     return True
                 except JournalError:
                     pass  # closed, or the log cannot grow: the deferred write below (or counted lost)
@@ -364,8 +362,11 @@ class SQLiteJournal(SQLiteFile, Store):
     def _replay(self, conn: sqlite3.Connection, dead_log: dict[str, str], stale: Sequence[str]) -> None:
         for name in stale:
             conn.execute("DELETE FROM intake WHERE log = ?", (name,))
+        by_process: dict[str, list[str]] = {}
         for name, writer in dead_log.items():
-            applied = replay(conn, self._intake_dir, name, writer, self._lost_record)
+            by_process.setdefault(writer, []).append(name)
+        for writer, names in by_process.items():
+            applied = replay(conn, self._intake_dir, names, writer, self._lost_record)
             if applied:
                 runner_log.info("journal %s: applied %d write(s) that stopped process %s had accepted",
                                 self.path, applied, writer)  # fmt: skip
@@ -373,10 +374,10 @@ class SQLiteJournal(SQLiteFile, Store):
     def release(self, owner: str, now: float, *, keep: Sequence[str] = ()) -> int:
         keep = list(keep)
         if self._intake is not None:
-            with self._intake.lock:
-                held = self._intake.held
-                for task_id in [t for t, holder in held.items() if holder == owner and t not in keep]:
-                    del held[task_id]
+            held = self._intake.held
+            for task_id, holder in list(held.items()):
+                if holder == owner and task_id not in keep:
+                    held.pop(task_id, None)
         not_kept = f" AND id NOT IN ({','.join('?' * len(keep))})" if keep else ""
 
         def let_go(conn: sqlite3.Connection) -> int:

@@ -28,8 +28,9 @@ error instead of being accepted while it fails.
 
 from __future__ import annotations
 
+import errno
 import functools
-import json
+import itertools
 import os
 import sqlite3
 import threading
@@ -54,9 +55,6 @@ REPORT_INTERVAL = 10.0
 #: Records applied per transaction when replaying a dead process's log.
 REPLAY_CHUNK = 5000
 
-#: JSON of an intake record: ASCII only, compact.
-dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
-
 UPSERT_POSITION = (
     "INSERT INTO intake (log, owner, applied) VALUES (?, ?, ?) "
     "ON CONFLICT (log) DO UPDATE SET applied = excluded.applied"
@@ -72,8 +70,36 @@ _mailboxes: dict[str, tuple[Mailbox, int]] = {}
 _mailboxes_lock = threading.Lock()
 
 
+class _Channel:
+    """One thread's share of an intake: a log of its own, appended to without a lock."""
+
+    __slots__ = ("applied", "log", "name", "ops", "position", "thread")
+
+    def __init__(self, log: IntakeLog, thread: threading.Thread) -> None:
+        self.log = log
+        self.name = log.name
+        self.thread = thread
+        #: Accepted records not applied yet, oldest first.
+        self.ops: list[Op] = []
+        self.position = 0  # in the log, after the newest record accepted
+        self.applied = 0  # in the log, after the newest record committed to the file
+
+
+Op = tuple[int, str, str, int]  # (sequence number, kind, JSON text, position after it in its log)
+Taken = list[tuple[_Channel, list[Op]]]
+
+
 class Intake:
-    """One journal instance's intake (see the module docstring)."""
+    """One journal instance's intake (see the module docstring).
+
+    Every thread that writes gets a channel: its own log and list of records,
+    so that appends from many threads never wait for one another (a shared lock
+    taken three times per task made threads queue behind one preempted by the
+    GIL). A sequence number taken from one counter orders the records of all
+    channels: the writer takes, from every channel, the records numbered below
+    a number it draws first, which holds everything that happened before
+    anything it takes; replay after a crash sorts a process's records by it.
+    """
 
     def __init__(self, journal: SQLiteFile) -> None:
         self.journal = journal
@@ -82,19 +108,17 @@ class Intake:
         _intakes.add(self)
 
     def _reset(self) -> None:
-        self.lock = threading.Lock()
-        #: Accepted records not yet applied: (kind, JSON text), oldest first.
-        self.ops: list[tuple[str, str]] = []
-        self.position = 0  # in the log, after the newest record accepted
-        self.applied = 0  # in the log, after the newest record committed to the file
+        self._lock = threading.Lock()  # the list of channels, and opening
+        self._channels: list[_Channel] = []
+        self._local = threading.local()
+        self._sequence = itertools.count(1)
         #: Rows this instance knows are held, by id: the owner. A start mark of a held row
         #: needs no commit first; any other goes through a commit that checks the row.
         self.held: dict[str, str] = {}
         #: The error of the last failed apply, until one succeeds.
         self.broken: JournalError | None = None
         self.owner = owner_id()
-        self.name = f"{safe_name(self.owner)}-{os.urandom(4).hex()}"
-        self._log: IntakeLog | None = None
+        self._prefix = f"{safe_name(self.owner)}-{os.urandom(4).hex()}"
         self._mailbox: Mailbox | None = None
         self._seen = bytes(8)
         self._many: bool | None = None
@@ -105,17 +129,20 @@ class Intake:
         self._reported = 0.0
 
     def after_fork(self) -> None:
-        """In a fork()ed child: the parent's records, log and mailbox stay the parent's."""
+        """In a fork()ed child: the parent's records, logs and mailbox stay the parent's."""
         self._reset()
+
+    def pending(self) -> bool:
+        """Whether some accepted record is not committed to the file yet."""
+        return any(channel.position != channel.applied for channel in self._channels)
 
     # -- appending -------------------------------------------------------------
 
     def ready(self) -> None:
-        """Open the log and the mailbox (before this instance holds its first row)."""
-        if self._log is None:
-            with self.lock:
-                if self._log is None:
-                    self._open_locked()
+        """Open the mailbox and start the writer (before this instance holds its first row)."""
+        if self._thread is None:
+            with self._lock:
+                self._open_locked()
 
     def append(self, kind: str, text: str, held: tuple[str, str | None] | None = None) -> None:
         """Append a record; once this returns it is durable. ``held``: (id, owner) to note as held.
@@ -123,37 +150,49 @@ class Intake:
         Raises:
             JournalWriteError: the intake log cannot be written (nothing was accepted).
         """
-        data = (kind + text).encode("ascii")
-        with self.lock:
-            log = self._log if self._log is not None else self._open_locked()
-            try:
-                self.position = log.append(data)
-            except OSError as exc:
-                raise self._error(exc) from exc
-            self.ops.append((kind, text))
-            if held is not None and held[1] is not None:
-                self.held[held[0]] = held[1]
+        channel: _Channel | None = getattr(self._local, "channel", None)
+        if channel is None:
+            channel = self._new_channel()
+        sequence = next(self._sequence)
+        try:
+            position = channel.log.append(f"{kind}{sequence}|{text}".encode("ascii"))
+        except OSError as exc:
+            raise self._error(exc) from exc
+        channel.position = position
+        channel.ops.append((sequence, kind, text, position))
+        if held is not None and held[1] is not None:
+            self.held[held[0]] = held[1]
         if not self._wake.is_set():
             self._wake.set()
 
-    def _open_locked(self) -> IntakeLog:
+    def _new_channel(self) -> _Channel:
+        with self._lock:
+            self._open_locked()
+            log = IntakeLog(self.directory, f"{self._prefix}-{len(self._channels)}", self.owner)
+            channel = _Channel(log, threading.current_thread())
+            self._channels = [*self._channels, channel]  # readers iterate a list never changed in place
+            _live.add(channel.name)
+        self._local.channel = channel
+        return channel
+
+    def _open_locked(self) -> None:
         if self._stopping:
             raise JournalError(f"journal {self.journal.path} is closed")
+        if self._thread is not None:
+            return
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             self._mailbox = _open_mailbox(mailbox_path(self.directory, self.owner))
         except OSError as exc:
             raise self._error(exc) from exc
         self._seen = self._mailbox.token()
-        self._log = IntakeLog(self.directory, self.name, self.owner)
-        _live.add(self.name)
         self._thread = threading.Thread(target=self._run, name="offload-journal-writer", daemon=True)
         self._thread.start()
-        return self._log
 
     def _error(self, exc: OSError) -> JournalWriteError:
+        full = " (disk full)" if exc.errno == errno.ENOSPC else ""
         return JournalWriteError(f"journal {self.journal.path}: its intake log in {self.directory} cannot be "
-                                 f"written: {exc}")  # fmt: skip
+                                 f"written{full}: {exc}")  # fmt: skip
 
     def check(self) -> None:
         """While the file cannot be written, try a commit first: raise its error rather than accept."""
@@ -164,30 +203,39 @@ class Intake:
 
     def take(self) -> tuple[Callable[[sqlite3.Connection], Any], Callable[[JournalError | None], None]] | None:
         """The records to apply in the next transaction: (the operation, what to do after it)."""
-        with self.lock:
-            if not self.ops:
-                return None
-            ops, self.ops = self.ops, []
-            position = self.position
-        return functools.partial(self._apply, ops, position), functools.partial(self._settle, ops, position)
+        cut = next(self._sequence)  # every record before any taken one is numbered below it
+        taken: Taken = []
+        for channel in self._channels:
+            ops = channel.ops  # its thread appends at the end meanwhile; this takes from the front
+            count = len(ops)
+            while count and ops[count - 1][0] > cut:
+                count -= 1
+            if count:
+                chunk = ops[:count]
+                del ops[:count]
+                taken.append((channel, chunk))
+        if not taken:
+            return None
+        return functools.partial(self._apply, taken), functools.partial(self._settle, taken)
 
-    def _apply(self, ops: list[tuple[str, str]], position: int, conn: sqlite3.Connection) -> None:
+    def _apply(self, taken: Taken, conn: sqlite3.Connection) -> None:
         if self._many is None:
             self._many = set_based(conn)
-        apply(conn, ops, self.journal._lost_record, many=self._many)
-        conn.execute(UPSERT_POSITION, (self.name, self.owner, position))
+        records = sorted(op for _, chunk in taken for op in chunk) if len(taken) > 1 else taken[0][1]
+        apply(conn, [(kind, text) for _, kind, text, _ in records], self.journal._lost_record, many=self._many)
+        for channel, chunk in taken:
+            conn.execute(UPSERT_POSITION, (channel.name, self.owner, chunk[-1][3]))
 
-    def _settle(self, ops: list[tuple[str, str]], position: int, error: JournalError | None) -> None:
+    def _settle(self, taken: Taken, error: JournalError | None) -> None:
         if error is None:
             self.broken = None
-            self.applied = position
-            with self.lock:
-                done = self._log.finished(position) if self._log is not None else []
-            for path in done:
-                _unlink(path)
+            for channel, chunk in taken:
+                channel.applied = chunk[-1][3]
+                for path in channel.log.finished(channel.applied):
+                    _unlink(path)
             return
-        with self.lock:
-            self.ops[:0] = ops  # kept, in order, for the next try
+        for channel, chunk in taken:
+            channel.ops[:0] = chunk  # kept, in order, for the next try
         self.broken = error
         now = time.monotonic()
         if now - self._reported >= REPORT_INTERVAL:
@@ -196,7 +244,7 @@ class Intake:
                 "journal %s: %d accepted write(s) are not in the file yet (%s); they are kept in its intake "
                 "log %s and applied as soon as the file can be written",
                 self.journal.path,
-                len(self.ops),
+                sum(len(channel.ops) for channel in self._channels),
                 error,
                 self.directory,
             )
@@ -210,7 +258,7 @@ class Intake:
             if self._stopping:
                 return
             self._wake.clear()
-            if self.ops:
+            if self.pending():
                 try:
                     self.journal._write([])
                 except JournalError:
@@ -220,28 +268,35 @@ class Intake:
             self._maintain()
 
     def _maintain(self) -> None:
-        """Between commits: unmap full segments, and prepare the next one before an append needs it."""
-        with self.lock:
-            log = self._log
-            if log is None:
-                return
-            maps = log.retired()
+        """Between commits: unmap full segments, prepare next ones, retire the logs of exited threads."""
+        done = []
+        for channel in self._channels:
+            log = channel.log
+            for old in log.retired():
+                old.close()
             index = log.reserve_spare()
-        for old in maps:
-            old.close()
-        if index is None:
-            return
-        try:
-            made: tuple[Any, int] | None = log.create(index)
-        except OSError:
-            made = None  # the append that needs a segment makes it, or says why it cannot
-        with self.lock:
-            if self._log is log:
+            if index is not None:
+                try:
+                    made: tuple[Any, int] | None = log.create(index)
+                except OSError:
+                    made = None  # the append that needs a segment makes it, or says why it cannot
                 log.add_spare(index, made)
-                return
-        if made is not None:  # closed meanwhile
-            made[0].close()
-            _unlink(log.segment_path(index))
+            if not channel.thread.is_alive() and not channel.ops and channel.applied == channel.position:
+                done.append(channel)
+        if done:
+            self._retire(done)
+
+    def _retire(self, channels: list[_Channel]) -> None:
+        """Remove the logs of channels whose records are all applied (their threads exited)."""
+        with self._lock:
+            self._channels = [c for c in self._channels if c not in channels]
+        for channel in channels:
+            channel.log.close(remove=True)
+            _live.discard(channel.name)
+        try:
+            self.journal._write([("DELETE FROM intake WHERE log = ?", (c.name,)) for c in channels])
+        except JournalError:
+            pass  # positions without segments: harmless, removed by the next recovery
 
     # -- rows changed by other processes -----------------------------------------
 
@@ -254,59 +309,57 @@ class Intake:
         """Forget the held rows another process cancelled or took over (see ``SQLiteJournal.start``)."""
         assert self._mailbox is not None
         token = self._mailbox.token()
-        with self.lock:
-            held = list(self.held.items())
+        held = list(self.held.items())
         current: dict[str, tuple[Any, ...]] = {}
         for start in range(0, len(held), 500):
             chunk = [task_id for task_id, _ in held[start : start + 500]]
             sql = f"SELECT id, owner, state FROM tasks WHERE id IN ({','.join('?' * len(chunk))})"
             current.update((row[0], row[1:]) for row in self.journal._read(sql, chunk))
-        with self.lock:
-            for task_id, owner in held:
-                row = current.get(task_id)
-                if row is None or row[0] != owner or row[1] not in LIVE:
-                    self.held.pop(task_id, None)
+        for task_id, owner in held:
+            row = current.get(task_id)
+            if row is None or row[0] != owner or row[1] not in LIVE:
+                self.held.pop(task_id, None)
         self._seen = token
 
     # -- closing -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the writer; remove the log if everything in it is applied (after a flush)."""
-        self._stopping = True
+        """Stop the writer; remove the logs whose records are all applied (after a flush)."""
+        with self._lock:
+            self._stopping = True
         self._wake.set()
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10.0)
-        with self.lock:
-            log, self._log = self._log, None
-            left = len(self.ops)
-        if log is not None:
-            log.close(remove=not left)
-            if left:
-                runner_log.warning(
-                    "journal %s: %d accepted write(s) could not be applied before closing; they stay in %s "
-                    "and the next process to open the journal applies them",
-                    self.journal.path,
-                    left,
-                    self.directory,
-                )
-            else:
-                try:
-                    self.journal._write([("DELETE FROM intake WHERE log = ?", (self.name,))])
-                except JournalError:
-                    pass  # a row without segments: harmless, removed by the next recovery
+        left = sum(len(channel.ops) for channel in self._channels)
+        applied = [channel for channel in self._channels if not channel.ops]
+        for channel in self._channels:
+            channel.log.close(remove=not channel.ops)
+            _live.discard(channel.name)
+        if left:
+            runner_log.warning(
+                "journal %s: %d accepted write(s) could not be applied before closing; they stay in %s "
+                "and the next process to open the journal applies them",
+                self.journal.path,
+                left,
+                self.directory,
+            )
+        if applied:
+            try:
+                self.journal._write([("DELETE FROM intake WHERE log = ?", (c.name,)) for c in applied])
+            except JournalError:
+                pass  # positions without segments: harmless, removed by the next recovery
         if self._mailbox is not None:
             _close_mailbox(self._mailbox)
             self._mailbox = None
-        _live.discard(self.name)
 
 
 def flush_local(path: str) -> None:
     """Apply the pending records of this process's journals on ``path`` (before a read of it)."""
     for intake in list(_intakes):
         # Also while a commit of its records is under way: _write orders after it.
-        if intake.position != intake.applied and intake.journal.path == path and not intake._stopping:
+        if intake.journal.path == path and not intake._stopping and intake.pending():
             try:
                 intake.journal._write([])
             except JournalError:
@@ -322,27 +375,32 @@ def dead_logs(found: dict[str, str], is_dead: Callable[[str], bool]) -> dict[str
     return {name: owner for name, owner in found.items() if name not in _live and (owner == me or is_dead(owner))}
 
 
-def replay(conn: sqlite3.Connection, directory: str, name: str, owner: str, lost: Callable[[str], None]) -> int:
-    """Apply a dead log's records past its applied position (inside the caller's transaction).
+def replay(conn: sqlite3.Connection, directory: str, names: list[str], owner: str, lost: Callable[[str], None]) -> int:
+    """Apply the records that the logs ``names`` of one dead process hold past their applied
+    positions, in the order that process accepted them (inside the caller's transaction).
 
     Returns the records applied. The segments are the caller's to remove after the commit.
     """
-    row = conn.execute("SELECT applied FROM intake WHERE log = ?", (name,)).fetchone()
-    position = int(row[0]) if row else 0
+    records: list[tuple[int, str, str]] = []
+    positions = {}
+    for name in names:
+        row = conn.execute("SELECT applied FROM intake WHERE log = ?", (name,)).fetchone()
+        position = int(row[0]) if row else 0
+        for end, data in read_records(directory, name, position):
+            position = end
+            try:
+                bar = data.index(b"|")
+                records.append((int(data[1:bar]), chr(data[0]), data[bar + 1 :].decode("ascii")))
+            except ValueError as exc:  # intact (its CRC holds) but not written by offload
+                lost(f"a record of intake log {name} in {directory} cannot be read ({exc}): {data[:80]!r}")
+        positions[name] = position
+    records.sort()
     many = set_based(conn)
-    ops: list[tuple[str, str]] = []
-    applied = 0
-    for end, data in read_records(directory, name, position):
-        ops.append((chr(data[0]), data[1:].decode("ascii")))
-        position = end
-        if len(ops) >= REPLAY_CHUNK:
-            apply(conn, ops, lost, many=many)
-            applied += len(ops)
-            ops = []
-    apply(conn, ops, lost, many=many)
-    applied += len(ops)
-    conn.execute(UPSERT_POSITION, (name, owner, position))
-    return applied
+    for start in range(0, len(records), REPLAY_CHUNK):
+        apply(conn, [(kind, text) for _, kind, text in records[start : start + REPLAY_CHUNK]], lost, many=many)
+    for name, position in positions.items():
+        conn.execute(UPSERT_POSITION, (name, owner, position))
+    return len(records)
 
 
 def forget_logs(directory: str, names: list[str]) -> None:
