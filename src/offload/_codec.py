@@ -30,6 +30,7 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -106,13 +107,35 @@ def encode_payload(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     except ValueError as exc:
         raise PayloadError(f"task {task_name!r}: argument {exc}") from None
     text = _dumps([plain_args, plain_kwargs])
+    if not text.isascii() and not _is_utf8(text):
+        where = next((w for w, v in _arguments(args, kwargs) if not _is_utf8(_dumps(_convert(v, w, 0)))), "?")
+        raise PayloadError(
+            f"task {task_name!r}: argument {where} holds a lone surrogate, which is not Unicode text and "
+            "cannot be stored as UTF-8 (decode bytes with errors='replace', or pass them as bytes)"
+        )
     check_size(task_name, "arguments", text, limit)
     return text
 
 
+def _arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    yield from ((f"args[{i}]", value) for i, value in enumerate(args))
+    yield from ((f"kwargs[{key!r}]", {key: value}) for key, value in kwargs.items())  # the key too
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def encode_value(value: Any) -> str:
     """The JSON text of one value (a task's result); raise ``ValueError`` if it cannot be."""
-    return _dumps(_convert(value, "the result", 0))
+    text = _dumps(_convert(value, "the result", 0))
+    if not text.isascii() and not _is_utf8(text):
+        raise ValueError("the result holds a lone surrogate, which cannot be stored as UTF-8")
+    return text
 
 
 def encode_result(value: Any, limit: int) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import offload
-from offload.journal import MemoryStore, SQLiteJournal
+from offload.journal import MemoryStore, SQLiteJournal, _writer
 from offload.testing.journal import StoreConformance
 
 
@@ -29,8 +29,31 @@ class TestRunnerHistory(StoreConformance):
 
 
 class TestSQLiteJournal(StoreConformance):
+    """The default: enqueues, start marks and finishes through the intake log."""
+
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[SQLiteJournal]:
+        journal = SQLiteJournal(tmp_path / "journal.sqlite3")
+        yield journal
+        journal.close()
+
+
+class TestSQLiteJournalWithoutIntake(StoreConformance):
+    """Every write commits before it returns (``intake=False``, as with ``synchronous="full"``)."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SQLiteJournal]:
+        journal = SQLiteJournal(tmp_path / "journal.sqlite3", intake=False)
+        yield journal
+        journal.close()
+
+
+class TestSQLiteJournalOnOldSQLite(StoreConformance):
+    """The intake applied one statement per record, as on SQLite builds without UPDATE FROM or JSON."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SQLiteJournal]:
+        monkeypatch.setattr(_writer, "set_based", lambda conn: False)
         journal = SQLiteJournal(tmp_path / "journal.sqlite3")
         yield journal
         journal.close()

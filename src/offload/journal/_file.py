@@ -244,6 +244,8 @@ class SQLiteFile:
                 raise error
             self._lost(error)
             return []
+        if wait and ops:  # another journal instance of this process may hold records about these rows
+            flush_local(self.path, skip=self._intake)
         request = _Request(ops, wait)
         with self._mutex:
             if not wait:

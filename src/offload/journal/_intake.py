@@ -35,8 +35,9 @@ import struct
 import threading
 from collections.abc import Iterator
 
-#: Bytes of a new segment (a record larger than that gets a segment of its own size).
-SEGMENT_BYTES = 4 * 1024 * 1024
+#: Bytes of a new segment (a record larger than that gets a segment of its own size). Each
+#: thread that writes has a log of its own, so this is per thread (and its next one, made ahead).
+SEGMENT_BYTES = 512 * 1024
 MAGIC = b"offload-intake1\n"
 _HEADER = struct.Struct("<II")
 _OWNER = struct.Struct("<H")
@@ -140,7 +141,10 @@ class IntakeLog:
             return new, size
 
     def reserve_spare(self) -> int | None:
-        """The index to prepare the next segment under, or None if one is ready or on its way."""
+        """The index to prepare the next segment under, or None: one is ready or on its way, or
+        the current segment is less than half full."""
+        if self._offset < self._size // 2:
+            return None
         with self._lock:
             if self._spare is not None or self._preparing or self._map is None:
                 return None
@@ -240,22 +244,33 @@ def logs(directory: str) -> dict[str, str]:
         entries = sorted(os.listdir(directory))
     except FileNotFoundError:
         return {}
+    known = _owners.setdefault(directory, {})
     found: dict[str, str] = {}
     for entry in entries:
         name, _, index = entry.rpartition(".")
         if not index.isdigit() or name in found:
             continue
-        owner = _read_head(os.path.join(directory, entry))
+        owner = known.get(name) or _read_head(os.path.join(directory, entry))
         if owner is not None:
             found[name] = owner
+    _owners[directory] = found  # forget the logs that are gone
     return found
+
+
+# Per directory, log name -> owner id as its segments' header says (it never changes): a
+# recovery scan every second reads each header once.
+_owners: dict[str, dict[str, str]] = {}
 
 
 def _read_head(path: str) -> str | None:
     """The owner id in a segment's header, or None (not a segment, or never written to)."""
     try:
         with open(path, "rb") as f:
-            data = f.read(len(MAGIC) + _OWNER.size + 65535)
+            head = f.read(len(MAGIC) + _OWNER.size)
+            if len(head) < len(MAGIC) + _OWNER.size:
+                return None
+            (length,) = _OWNER.unpack_from(head, len(MAGIC))
+            data = head + f.read(length)
     except OSError:
         return None
     return _parse_head(data)[0]

@@ -292,6 +292,7 @@ class SQLiteJournal(SQLiteFile, Store):
         # Cheap checks first, outside the write lock: most of the time nobody died.
         beats = {o.owner: o.heartbeat for o in self.owners() if o.owner != owner}
 
+        @functools.cache
         def is_dead(other: str) -> bool:
             return other != owner and _is_dead(is_alive(other), beats.get(other, 0.0), now, lease_timeout)
 
@@ -328,7 +329,7 @@ class SQLiteJournal(SQLiteFile, Store):
             return Recovery(tuple(dead), tuple(requeued), tuple(interrupted), tuple(lost), released)
 
         recovery: Recovery = self._write([take_over])[0]
-        forget_logs(self._intake_dir, list(dead_log))
+        self._forget_logs(list(dead_log))
         for gone in recovery.dead_owners:
             # Should that process live after all (a lease that ran out), it looks at its rows
             # again before it starts one; one known dead no longer needs its mailbox.
@@ -353,7 +354,21 @@ class SQLiteJournal(SQLiteFile, Store):
             runner_log.warning("journal %s: the intake logs of stopped processes in %s cannot be applied yet: %s",
                                self.path, self._intake_dir, exc)  # fmt: skip
             return
-        forget_logs(self._intake_dir, list(dead_log))
+        self._forget_logs(list(dead_log))
+
+    def _forget_logs(self, names: list[str]) -> None:
+        """Remove replayed logs (after the commit that recorded their positions), then their positions.
+
+        In this order: a crash in between leaves positions without segments, which
+        the next recovery deletes, never segments without their position.
+        """
+        if not names:
+            return
+        forget_logs(self._intake_dir, names)
+        try:
+            self._write([("DELETE FROM intake WHERE log = ?", (name,)) for name in names])
+        except JournalError:
+            pass  # removed by the next recovery
 
     def _stale_positions(self, found: dict[str, str]) -> list[str]:
         """Applied positions of logs whose segments are gone (removed after their last apply)."""

@@ -54,6 +54,8 @@ RETRY_INTERVAL = 1.0
 REPORT_INTERVAL = 10.0
 #: Records applied per transaction when replaying a dead process's log.
 REPLAY_CHUNK = 5000
+#: Records a thread may have accepted and not yet applied before it waits for a commit.
+MAX_PENDING = 20_000
 
 UPSERT_POSITION = (
     "INSERT INTO intake (log, owner, applied) VALUES (?, ?, ?) "
@@ -164,14 +166,30 @@ class Intake:
             self.held[held[0]] = held[1]
         if not self._wake.is_set():
             self._wake.set()
+        if len(channel.ops) > MAX_PENDING:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """The writer falls behind (the file is slow, or locked by another process): this thread
+        waits for a commit, so that what is accepted and not applied stays bounded."""
+        try:
+            self.journal._write([])
+        except JournalError:
+            pass  # kept, and said; check() makes the next write raise
 
     def _new_channel(self) -> _Channel:
+        me = threading.current_thread()
         with self._lock:
             self._open_locked()
-            log = IntakeLog(self.directory, f"{self._prefix}-{len(self._channels)}", self.owner)
-            channel = _Channel(log, threading.current_thread())
-            self._channels = [*self._channels, channel]  # readers iterate a list never changed in place
-            _live.add(channel.name)
+            for channel in self._channels:
+                if not channel.thread.is_alive():  # its thread exited: appends nothing any more
+                    channel.thread = me
+                    break
+            else:
+                log = IntakeLog(self.directory, f"{self._prefix}-{len(self._channels)}", self.owner)
+                channel = _Channel(log, me)
+                self._channels = [*self._channels, channel]  # readers iterate a list never changed in place
+                _live.add(channel.name)
         self._local.channel = channel
         return channel
 
@@ -268,8 +286,7 @@ class Intake:
             self._maintain()
 
     def _maintain(self) -> None:
-        """Between commits: unmap full segments, prepare next ones, retire the logs of exited threads."""
-        done = []
+        """Between commits: unmap full segments and prepare the next ones."""
         for channel in self._channels:
             log = channel.log
             for old in log.retired():
@@ -281,22 +298,6 @@ class Intake:
                 except OSError:
                     made = None  # the append that needs a segment makes it, or says why it cannot
                 log.add_spare(index, made)
-            if not channel.thread.is_alive() and not channel.ops and channel.applied == channel.position:
-                done.append(channel)
-        if done:
-            self._retire(done)
-
-    def _retire(self, channels: list[_Channel]) -> None:
-        """Remove the logs of channels whose records are all applied (their threads exited)."""
-        with self._lock:
-            self._channels = [c for c in self._channels if c not in channels]
-        for channel in channels:
-            channel.log.close(remove=True)
-            _live.discard(channel.name)
-        try:
-            self.journal._write([("DELETE FROM intake WHERE log = ?", (c.name,)) for c in channels])
-        except JournalError:
-            pass  # positions without segments: harmless, removed by the next recovery
 
     # -- rows changed by other processes -----------------------------------------
 
@@ -355,11 +356,12 @@ class Intake:
             self._mailbox = None
 
 
-def flush_local(path: str) -> None:
-    """Apply the pending records of this process's journals on ``path`` (before a read of it)."""
+def flush_local(path: str, skip: Intake | None = None) -> None:
+    """Apply the pending records of this process's journals on ``path`` but ``skip``'s (before a
+    read of it, or a write that may concern their rows)."""
     for intake in list(_intakes):
         # Also while a commit of its records is under way: _write orders after it.
-        if intake.journal.path == path and not intake._stopping and intake.pending():
+        if intake is not skip and intake.journal.path == path and not intake._stopping and intake.pending():
             try:
                 intake.journal._write([])
             except JournalError:
