@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -55,6 +56,8 @@ def test_documented_types_round_trip_exactly() -> None:
         ({1: "x"}, "keys must be str"),
         ({"__offload_tuple__": [1]}, "reserved"),
         (bytearray(b"x"), "builtins.bytearray"),
+        ("a\udc80b", "lone surrogate"),
+        ({"k\udc80": 1}, "lone surrogate"),
     ],
 )
 def test_values_json_cannot_carry_are_refused_naming_the_argument(value: object, words: str) -> None:
@@ -255,6 +258,45 @@ def test_disk_full_raises_journal_write_error_and_accepted_tasks_are_on_disk(pat
     assert kind == "JournalWriteError"
     assert str(path) in message
     assert "full" in message or "I/O" in message
+    journal = SQLiteJournal(path)
+    try:
+        assert journal.check() == ["ok"]
+        assert [task_id for task_id in accepted if journal.fetch(task_id) is None] == []
+    finally:
+        journal.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, in_ci: bool) -> Iterator[Path]:
+    """A 3 MiB tmpfs: a disk that really fills up (mounting needs root; CI runs as root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True,
+                             check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        if in_ci:
+            pytest.fail(f"cannot mount a tmpfs under CI: {mounted.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_refuses_enqueues_and_loses_nothing_accepted(small_disk: Path) -> None:
+    path = small_disk / "journal.sqlite3"
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes(1024 * 1024))  # room to free once the disk is full
+    lines = run_child(path)
+    accepted = [line[1] for line in lines if line[0] == "OK"]
+    errors = [line for line in lines if line[0] == "ERROR"]
+    assert accepted, lines[:3]
+    assert errors, "the disk never filled up"
+    kind, message = errors[0][1], errors[0][2]
+    assert kind == "JournalWriteError"
+    assert str(path) in message
+    assert "full" in message, message
+    filler.unlink()  # the operator frees space; the next process to open the journal applies the rest
     journal = SQLiteJournal(path)
     try:
         assert journal.check() == ["ok"]

@@ -24,7 +24,7 @@ import pytest
 
 from offload import JournalWriteError
 from offload._handle import ErrorInfo
-from offload.journal import SQLiteJournal, TaskRecord, _apply, _intake, _owner, _sqlite, _writer
+from offload.journal import SQLiteJournal, TaskRecord, _apply, _intake, _owner, _replay, _sqlite, _writer
 from offload.testing.journal import ME, T0, record
 
 from ..conftest import WAIT
@@ -188,7 +188,7 @@ def test_replay_applies_a_dead_process_records_in_the_order_it_accepted_them(
     write_log(directory, "dead-a", owner, [(1, "e", _apply.enqueue_record(row)), (3, "f", _apply.finish_record(
         "t1", owner, "succeeded", '"ok"', (None, None, None), None, T0 + 2))])  # fmt: skip
     write_log(directory, "dead-b", owner, [(2, "s", _apply.start_record("t1", owner, T0 + 1))])
-    monkeypatch.setattr(_writer, "REPLAY_CHUNK", 1)  # one record per statement: the order shows
+    monkeypatch.setattr(_replay, "REPLAY_CHUNK", 1)  # one record per statement: the order shows
     reader = SQLiteJournal(path)
     try:
         got = reader.fetch("t1")
@@ -435,3 +435,26 @@ def test_enqueue_records_are_json_the_file_reads_back(journal: SQLiteJournal) ->
     row = TaskRecord(id='q"1', name="a\\b", payload='[["\\n"],{}]', owner=None, created_at=1.5, run_at=2.0)
     journal.enqueue([row])
     assert journal.fetch('q"1') == row
+
+
+def test_repair_keeps_what_the_intake_logs_held_past_the_damaged_file(path: Path) -> None:
+    from offload.journal._repair import repair
+
+    store = SQLiteJournal(path)
+    store.enqueue([TaskRecord(id=f"c{n}", name="x", payload="[[" + "7," * 300 + "7],{}]") for n in range(200)])
+    store.checkpoint()
+    store.close()
+    owner = dead_owner()  # a process that died with one accepted enqueue the file never got
+    write_log(Path(f"{path}-intake"), "dead-a", owner, [(1, "e", _apply.enqueue_record(record(1, owner=owner)))])
+    with open(path, "r+b") as f:
+        f.seek(4096 * 3)
+        f.write(b"\xff" * 4096)
+    aside, copied, _ = repair(str(path))
+    assert Path(f"{aside}-intake").is_dir()  # the logs went aside with the damaged file
+    repaired = SQLiteJournal(path)
+    try:
+        row = repaired.fetch("t1")
+        assert row is not None and (row.state, row.owner) == ("queued", None)
+        assert repaired.counts()["queued"] == copied + 1
+    finally:
+        repaired.close()

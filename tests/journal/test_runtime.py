@@ -13,6 +13,7 @@ import pytest
 import offload
 from offload import ConfigurationError, Retry, State
 from offload.journal import MemoryStore, SQLiteJournal
+from offload.journal._intake import notify
 
 from ..conftest import WAIT
 
@@ -350,18 +351,20 @@ def test_a_row_cancelled_or_taken_over_elsewhere_is_not_run_here(
 
     with offload.Runner(workers=1, journal=path, hooks=[Pairs()]) as runner:
         release = _hold_the_only_worker(runner)
-        handle = runner.submit(counted, calls)
-        row = other.fetch(handle.id)
-        assert row is not None and (row.state, row.owner) == ("queued", runner._journal.owner)  # type: ignore[union-attr]
-        if elsewhere == "cancelled":  # what the journal dashboard's cancel writes
-            assert other.cancel(handle.id, "cancelled from the dashboard", time.time())
-            reason = "its journal row was cancelled (cancelled from the dashboard)"
-        else:  # another process recovered it (a wrong liveness verdict: a lease ran out) and claimed it
-            mine = runner._journal.owner  # type: ignore[union-attr]
-            assert other.recover("host:1:2", time.time(), lease_timeout=3.0, is_alive=lambda o: o != mine)
-            assert handle.id in [r.id for r in other.claim("host:1:2", 10, time.time())]
-            reason = "its journal row was taken over by process host:1:2, which runs it"
-        release.set()
+        try:
+            handle = runner.submit(counted, calls)
+            row = other.fetch(handle.id)
+            owner = runner._journal.owner  # type: ignore[union-attr]
+            assert row is not None and (row.state, row.owner) == ("queued", owner)
+            if elsewhere == "cancelled":  # what the journal dashboard's cancel writes
+                assert other.cancel(handle.id, "cancelled from the dashboard", time.time())
+                reason = "its journal row was cancelled (cancelled from the dashboard)"
+            else:  # another process took it over (a wrong liveness verdict, a lease that ran out)
+                other._write([("UPDATE tasks SET owner = 'host:1:2' WHERE id = ?", (handle.id,))])
+                assert notify(f"{path}-intake", owner)  # as recover() does
+                reason = "its journal row was taken over by process host:1:2, which runs it"
+        finally:
+            release.set()  # a failed check must not leave the worker held
         assert handle.wait(WAIT)
     assert handle.state is State.CANCELLED and handle.cancel_reason == reason
     assert calls == [] and handle.attempts == 0  # never ran, and no retry was tried

@@ -97,6 +97,9 @@ def _stats(journal: SQLiteJournal, args: argparse.Namespace) -> int:
     for suffix in ("", "-wal"):
         size = os.path.getsize(journal.path + suffix) if os.path.exists(journal.path + suffix) else 0
         print(f"  file{suffix or ''}: {size:,} bytes")
+    intake = journal.path + "-intake"
+    segments = [e for e in os.scandir(intake) if not e.name.endswith(".notice")] if os.path.isdir(intake) else []
+    print(f"  intake logs: {len(segments)} segment file(s), {sum(e.stat().st_size for e in segments):,} bytes")
     for state, n in journal.counts().items():
         print(f"  {state:<12} {n:>10,}")
     now = time.time()

@@ -6,6 +6,8 @@ import os
 import sqlite3
 import time
 
+from ._intake import logs
+from ._replay import replay
 from ._sqlite import SQLiteJournal
 
 _COLUMNS = (
@@ -15,9 +17,10 @@ _COLUMNS = (
 
 
 def move_aside(path: str) -> str:
-    """Rename the journal (and its -wal/-shm files) to ``PATH.corrupt-<time>``; return the new name."""
+    """Rename the journal (and its -wal/-shm files and intake directory) to ``PATH.corrupt-<time>``;
+    return the new name."""
     target = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
-    for suffix in ("-wal", "-shm", ""):
+    for suffix in ("-wal", "-shm", "-intake", ""):
         if os.path.exists(path + suffix):
             os.replace(path + suffix, target + suffix)
     return target
@@ -44,23 +47,37 @@ def _rows(old: sqlite3.Connection) -> tuple[list[tuple[object, ...]], int]:
     return rows, lost
 
 
+def _positions(old: sqlite3.Connection) -> dict[str, int]:
+    """How far each intake log was applied, as far as the damaged file still says."""
+    try:
+        return {str(log): int(applied) for log, applied in old.execute("SELECT log, applied FROM intake")}
+    except sqlite3.DatabaseError:
+        return {}
+
+
 def repair(path: str) -> tuple[str, int, int]:
     """Move ``path`` aside, copy its readable rows into a new journal at ``path``.
 
-    Returns (where the damaged file went, rows copied, rows that could not be read).
-    Rows that were running are made claimable again (their owners are gone).
+    The records the intake logs held past their applied positions are applied to
+    the new journal too (what processes had accepted and the damaged file did not
+    have yet). Returns (where the damaged file went, rows copied, rows that could
+    not be read). Rows that were running are made claimable again (their owners
+    are gone).
     """
     aside = move_aside(path)
     rows: list[tuple[object, ...]] = []
     lost = 0
+    positions: dict[str, int] = {}
     try:
         old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
         try:
             rows, lost = _rows(old)
+            positions = _positions(old)
         finally:
             old.close()
     except sqlite3.DatabaseError:
         lost = -1  # not even the table could be read
+    intake = logs(aside + "-intake")
     fresh = SQLiteJournal(path)
     try:
         marks = ",".join("?" * len(_COLUMNS.split(",")))
@@ -68,6 +85,10 @@ def repair(path: str) -> tuple[str, int, int]:
         def copy(conn: sqlite3.Connection) -> int:
             sql = f"INSERT OR IGNORE INTO tasks ({_COLUMNS}) VALUES ({marks})"
             copied = conn.executemany(sql, rows).rowcount
+            for writer in set(intake.values()):
+                names = [name for name, owner in intake.items() if owner == writer]
+                replay(conn, aside + "-intake", names, writer, fresh._lost_record, after=positions)
+            conn.execute("DELETE FROM intake")  # those logs stay with the damaged file
             conn.execute("UPDATE tasks SET owner = NULL, state = 'queued' WHERE state = 'running'")
             conn.execute("UPDATE tasks SET owner = NULL")
             return int(copied)

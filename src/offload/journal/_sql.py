@@ -68,7 +68,7 @@ def record_params(r: TaskRecord) -> tuple[Any, ...]:
         r.created_at,
         r.run_at,
         r.owner,
-        r.started_at,  # set when a task is enqueued already started (Durable.enqueue's prestart)
+        r.started_at,  # set when a row is enqueued already started (the contract allows it)
     )
 
 

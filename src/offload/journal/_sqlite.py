@@ -15,13 +15,13 @@ from .. import _validate as check
 from .._codec import DEFAULT_MAX_PAYLOAD
 from .._errors import ConfigurationError, JournalCorruptError, JournalError, JournalWriteError
 from .._handle import ErrorInfo
-from .._log import runner_log
 from ._apply import ENQUEUE, FINISH, START_MARK, enqueue_record, finish_record, start_record
 from ._file import SYNCHRONOUS, Op, SQLiteFile
 from ._forkgate import gate
 from ._intake import logs, mailbox_path, notify
 from ._memory import _is_dead, worker_lost_error
 from ._owner import is_alive as process_is_alive
+from ._replay import absorb, dead_logs, forget, replay_dead, stale_positions
 from ._schema import migrate
 from ._sql import (
     CANCEL,
@@ -54,7 +54,7 @@ from ._store import (
     Store,
     TaskRecord,
 )
-from ._writer import LIVE, Intake, dead_logs, forget_logs, replay
+from ._writer import LIVE, Intake
 
 #: The page sizes SQLite accepts.
 PAGE_SIZES = tuple(2**n for n in range(9, 17))
@@ -150,7 +150,7 @@ class SQLiteJournal(SQLiteFile, Store):
             raise JournalWriteError(f"journal {self.path}: cannot switch to WAL mode (got {mode!r})")
         if intake and self.synchronous == "normal":
             self._intake = Intake(self)
-        self._absorb()
+        absorb(self)  # what stopped processes accepted: this instance reads it
 
     def __repr__(self) -> str:
         return f"<SQLiteJournal {self.path}>"
@@ -298,12 +298,12 @@ class SQLiteJournal(SQLiteFile, Store):
 
         found = logs(self._intake_dir)
         dead_log = dead_logs(found, is_dead)
-        stale = self._stale_positions(found)
+        stale = stale_positions(self, found)
         if not dead_log and not stale and not any(is_dead(o) for o in beats):
             return Recovery()
 
         def take_over(conn: sqlite3.Connection) -> Recovery:
-            self._replay(conn, dead_log, stale)  # first what the dead had accepted
+            replay_dead(self, conn, dead_log, stale)  # first what the dead had accepted
             dead = [o for o, h in conn.execute(_OWNERS) if o != owner and _is_dead(is_alive(o), h, now, lease_timeout)]
             requeued, interrupted, lost, released = [], [], [], 0
             for gone in dead:
@@ -329,7 +329,7 @@ class SQLiteJournal(SQLiteFile, Store):
             return Recovery(tuple(dead), tuple(requeued), tuple(interrupted), tuple(lost), released)
 
         recovery: Recovery = self._write([take_over])[0]
-        self._forget_logs(list(dead_log))
+        forget(self, list(dead_log))
         for gone in recovery.dead_owners:
             # Should that process live after all (a lease that ran out), it looks at its rows
             # again before it starts one; one known dead no longer needs its mailbox.
@@ -341,50 +341,6 @@ class SQLiteJournal(SQLiteFile, Store):
     @property
     def _intake_dir(self) -> str:
         return self.path + "-intake"
-
-    def _absorb(self) -> None:
-        """Apply what stopped processes left in their intake logs, so that this instance reads it."""
-        found = logs(self._intake_dir)
-        dead_log = dead_logs(found, lambda other: process_is_alive(other) is False) if found else {}
-        if not dead_log:
-            return
-        try:
-            self._write([functools.partial(self._replay, dead_log=dead_log, stale=())])
-        except JournalError as exc:
-            runner_log.warning("journal %s: the intake logs of stopped processes in %s cannot be applied yet: %s",
-                               self.path, self._intake_dir, exc)  # fmt: skip
-            return
-        self._forget_logs(list(dead_log))
-
-    def _forget_logs(self, names: list[str]) -> None:
-        """Remove replayed logs (after the commit that recorded their positions), then their positions.
-
-        In this order: a crash in between leaves positions without segments, which
-        the next recovery deletes, never segments without their position.
-        """
-        if not names:
-            return
-        forget_logs(self._intake_dir, names)
-        try:
-            self._write([("DELETE FROM intake WHERE log = ?", (name,)) for name in names])
-        except JournalError:
-            pass  # removed by the next recovery
-
-    def _stale_positions(self, found: dict[str, str]) -> list[str]:
-        """Applied positions of logs whose segments are gone (removed after their last apply)."""
-        return [name for (name,) in self._read("SELECT log FROM intake") if name not in found]
-
-    def _replay(self, conn: sqlite3.Connection, dead_log: dict[str, str], stale: Sequence[str]) -> None:
-        for name in stale:
-            conn.execute("DELETE FROM intake WHERE log = ?", (name,))
-        by_process: dict[str, list[str]] = {}
-        for name, writer in dead_log.items():
-            by_process.setdefault(writer, []).append(name)
-        for writer, names in by_process.items():
-            applied = replay(conn, self._intake_dir, names, writer, self._lost_record)
-            if applied:
-                runner_log.info("journal %s: applied %d write(s) that stopped process %s had accepted",
-                                self.path, applied, writer)  # fmt: skip
 
     def release(self, owner: str, now: float, *, keep: Sequence[str] = ()) -> int:
         keep = list(keep)

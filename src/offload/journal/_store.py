@@ -205,8 +205,8 @@ class Store(abc.ABC):
         """Cancel a waiting row.
 
         With ``owner``, a row that owner holds in state ``running`` is cancelled
-        too: the runner knows its attempt never began (it was marked started at
-        enqueue, for an idle worker, and cancelled before that worker took it).
+        too: the runner only cancels tasks no attempt of which is going on (a row
+        can still say ``running`` when the write that recorded a retry failed).
         """
 
     @abc.abstractmethod

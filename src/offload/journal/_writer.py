@@ -13,8 +13,8 @@ sees a task's writes out of order.
 
 The transaction that applies records also stores how far it got (the log's
 *applied position*, table ``intake``). A process that finds the log of a dead
-process (recovery, or opening the journal) applies its records past that
-position: nothing that was accepted is lost, nothing is applied twice.
+process applies its records past that position (:mod:`._replay`): nothing that
+was accepted is lost, nothing is applied twice.
 
 Reads in this process first apply the records of its own journals, so it reads
 its own writes; other processes see them once the writer has applied them,
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import JournalError, JournalWriteError
 from .._log import runner_log
 from ._apply import apply, set_based
-from ._intake import IntakeLog, Mailbox, mailbox_path, read_records, remove_log, safe_name
+from ._intake import IntakeLog, Mailbox, mailbox_path, safe_name
 from ._owner import owner_id
 
 if TYPE_CHECKING:
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
 RETRY_INTERVAL = 1.0
 #: Seconds between two log lines saying the file still cannot be written.
 REPORT_INTERVAL = 10.0
-#: Records applied per transaction when replaying a dead process's log.
-REPLAY_CHUNK = 5000
 #: Records a thread may have accepted and not yet applied before it waits for a commit.
 MAX_PENDING = 20_000
 
@@ -63,8 +61,8 @@ UPSERT_POSITION = (
 )
 LIVE = ("queued", "scheduled", "retrying", "running")
 
-# Logs appended to by a live journal instance of this process (never replayed by this process).
-_live: set[str] = set()
+#: Logs appended to by a live journal instance of this process (never replayed by this process).
+live_logs: set[str] = set()
 # Journal instances of this process with an intake, to apply their records before a read.
 _intakes: weakref.WeakSet[Intake] = weakref.WeakSet()
 # Open mailboxes of this process, per path, and how many instances use each.
@@ -189,7 +187,7 @@ class Intake:
                 log = IntakeLog(self.directory, f"{self._prefix}-{len(self._channels)}", self.owner)
                 channel = _Channel(log, me)
                 self._channels = [*self._channels, channel]  # readers iterate a list never changed in place
-                _live.add(channel.name)
+                live_logs.add(channel.name)
         self._local.channel = channel
         return channel
 
@@ -337,7 +335,7 @@ class Intake:
         applied = [channel for channel in self._channels if not channel.ops]
         for channel in self._channels:
             channel.log.close(remove=not channel.ops)
-            _live.discard(channel.name)
+            live_logs.discard(channel.name)
         if left:
             runner_log.warning(
                 "journal %s: %d accepted write(s) could not be applied before closing; they stay in %s "
@@ -368,49 +366,6 @@ def flush_local(path: str, skip: Intake | None = None) -> None:
                 pass  # kept and reported; the read goes on with what the file has
 
 
-# -- replaying the logs of dead processes ---------------------------------------------
-
-
-def dead_logs(found: dict[str, str], is_dead: Callable[[str], bool]) -> dict[str, str]:
-    """Of the logs ``found`` (name -> owner id, see ``_intake.logs``), those nobody appends to any more."""
-    me = owner_id()
-    return {name: owner for name, owner in found.items() if name not in _live and (owner == me or is_dead(owner))}
-
-
-def replay(conn: sqlite3.Connection, directory: str, names: list[str], owner: str, lost: Callable[[str], None]) -> int:
-    """Apply the records that the logs ``names`` of one dead process hold past their applied
-    positions, in the order that process accepted them (inside the caller's transaction).
-
-    Returns the records applied. The segments are the caller's to remove after the commit.
-    """
-    records: list[tuple[int, str, str]] = []
-    positions = {}
-    for name in names:
-        row = conn.execute("SELECT applied FROM intake WHERE log = ?", (name,)).fetchone()
-        position = int(row[0]) if row else 0
-        for end, data in read_records(directory, name, position):
-            position = end
-            try:
-                bar = data.index(b"|")
-                records.append((int(data[1:bar]), chr(data[0]), data[bar + 1 :].decode("ascii")))
-            except ValueError as exc:  # intact (its CRC holds) but not written by offload
-                lost(f"a record of intake log {name} in {directory} cannot be read ({exc}): {data[:80]!r}")
-        positions[name] = position
-    records.sort()
-    many = set_based(conn)
-    for start in range(0, len(records), REPLAY_CHUNK):
-        apply(conn, [(kind, text) for _, kind, text in records[start : start + REPLAY_CHUNK]], lost, many=many)
-    for name, position in positions.items():
-        conn.execute(UPSERT_POSITION, (name, owner, position))
-    return len(records)
-
-
-def forget_logs(directory: str, names: list[str]) -> None:
-    """Remove replayed logs' segments (after the commit that recorded their position)."""
-    for name in names:
-        remove_log(directory, name)
-
-
 def _open_mailbox(path: str) -> Mailbox:
     with _mailboxes_lock:
         mailbox, users = _mailboxes.get(path, (None, 0))
@@ -432,7 +387,7 @@ def _close_mailbox(mailbox: Mailbox) -> None:
 
 def _after_fork_in_child() -> None:
     # The parent's (each journal resets its own intake: SQLiteFile.reset_after_fork).
-    _live.clear()
+    live_logs.clear()
     _mailboxes.clear()
 
 
