@@ -40,9 +40,11 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 def enqueue_record(r: TaskRecord) -> str:
     """The JSON of an ``e`` record: the INSERT parameters of a new row (see ``record_params``)."""
+    created = _time(r.created_at)
+    run_at = created if r.run_at == r.created_at else _time(r.run_at)  # a float's repr is not free
     return (
         f"[{_quote(r.id)},{_quote(r.name)},{_quote(r.payload)},{_quote(r.queue)},{r.priority:d},{_quote(r.state)},"
-        f"{r.attempts:d},{r.interrupted:d},{int(r.at_most_once):d},{_time(r.created_at)},{_time(r.run_at)},"
+        f"{r.attempts:d},{r.interrupted:d},{int(r.at_most_once):d},{created},{run_at},"
         f"{_optional(r.owner)},{'null' if r.started_at is None else _time(r.started_at)}]"
     )
 

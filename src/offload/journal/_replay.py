@@ -13,6 +13,7 @@ recovery), never segments without their position, which would be applied twice.
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from .._errors import JournalError
 from .._log import runner_log
 from ._apply import apply, set_based
-from ._intake import logs, read_records, remove_log
+from ._intake import logs, mailbox_path, read_records, remove_log
 from ._owner import is_alive, owner_id
 from ._writer import UPSERT_POSITION, live_logs
 
@@ -89,7 +90,7 @@ def absorb(journal: SQLiteJournal) -> None:
         runner_log.warning("journal %s: the intake logs of stopped processes in %s cannot be applied yet: %s",
                            journal.path, journal._intake_dir, exc)  # fmt: skip
         return
-    forget(journal, list(dead_log))
+    forget(journal, dead_log)
 
 
 def stale_positions(journal: SQLiteJournal, found: dict[str, str]) -> list[str]:
@@ -112,13 +113,25 @@ def replay_dead(journal: SQLiteJournal, conn: sqlite3.Connection, dead_log: dict
                             journal.path, applied, writer)  # fmt: skip
 
 
-def forget(journal: SQLiteJournal, names: list[str]) -> None:
-    """Remove replayed logs (after the commit that recorded their positions), then their positions."""
-    if not names:
+def forget(journal: SQLiteJournal, dead_log: dict[str, str]) -> None:
+    """Remove replayed logs (after the commit that recorded their positions), then their positions,
+    and the mailboxes of their processes that are gone for sure."""
+    if not dead_log:
         return
+    names = list(dead_log)
     for name in names:
         remove_log(journal._intake_dir, name)
+    for writer in set(dead_log.values()):
+        if is_alive(writer) is False:
+            _unlink(mailbox_path(journal._intake_dir, writer))
     try:
         journal._write([("DELETE FROM intake WHERE log = ?", (name,)) for name in names])
     except JournalError:
         pass  # removed by the next recovery
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -329,12 +329,11 @@ class SQLiteJournal(SQLiteFile, Store):
             return Recovery(tuple(dead), tuple(requeued), tuple(interrupted), tuple(lost), released)
 
         recovery: Recovery = self._write([take_over])[0]
-        forget(self, list(dead_log))
+        forget(self, dead_log)
         for gone in recovery.dead_owners:
             # Should that process live after all (a lease that ran out), it looks at its rows
             # again before it starts one; one known dead no longer needs its mailbox.
-            notify(self._intake_dir, gone)
-            if process_is_alive(gone) is False:
+            if notify(self._intake_dir, gone) and process_is_alive(gone) is False:
                 _unlink(mailbox_path(self._intake_dir, gone))
         return recovery
 

@@ -281,7 +281,10 @@ class Intake:
                     pass  # _settle kept the records and said why
                 except Exception:  # pragma: no cover - a bug in offload itself
                     runner_log.exception("journal %s: the writer failed", self.journal.path)
-            self._maintain()
+            try:
+                self._maintain()
+            except Exception:  # pragma: no cover - a bug in offload itself
+                runner_log.exception("journal %s: the writer failed to prepare segments", self.journal.path)
 
     def _maintain(self) -> None:
         """Between commits: unmap full segments and prepare the next ones."""
