@@ -246,24 +246,33 @@ def run_child(path: Path, limit: int = 0, user: int | None = None) -> list[list[
     return [line.split(" ", 2) for line in out.stdout.splitlines()]
 
 
-def test_disk_full_raises_journal_write_error_and_accepted_tasks_are_on_disk(path: Path) -> None:
-    SQLiteJournal(path).close()
-    limit = 400 * 1024  # the file size limit of the child process (RLIMIT_FSIZE)
+def enqueue_until_refused(path: Path, limit: int = 0) -> tuple[list[str], str]:
+    """A child enqueues until the journal refuses: (the ids it was told were accepted, the error)."""
     lines = run_child(path, limit)
     accepted = [line[1] for line in lines if line[0] == "OK"]
     errors = [line for line in lines if line[0] == "ERROR"]
     assert accepted, lines[:3]
-    assert errors, "the size limit was never reached"
+    assert errors, "the journal never refused an enqueue"
     kind, message = errors[0][1], errors[0][2]
     assert kind == "JournalWriteError"
     assert str(path) in message
-    assert "full" in message or "I/O" in message
+    return accepted, message
+
+
+def assert_all_in_journal(path: Path, accepted: list[str]) -> None:
     journal = SQLiteJournal(path)
     try:
         assert journal.check() == ["ok"]
         assert [task_id for task_id in accepted if journal.fetch(task_id) is None] == []
     finally:
         journal.close()
+
+
+def test_disk_full_raises_journal_write_error_and_accepted_tasks_are_on_disk(path: Path) -> None:
+    SQLiteJournal(path).close()
+    accepted, message = enqueue_until_refused(path, 400 * 1024)  # the child's file size limit (RLIMIT_FSIZE)
+    assert "full" in message or "I/O" in message
+    assert_all_in_journal(path, accepted)
 
 
 @pytest.fixture
@@ -287,22 +296,10 @@ def test_a_full_disk_refuses_enqueues_and_loses_nothing_accepted(small_disk: Pat
     path = small_disk / "journal.sqlite3"
     filler = small_disk / "filler"
     filler.write_bytes(bytes(1024 * 1024))  # room to free once the disk is full
-    lines = run_child(path)
-    accepted = [line[1] for line in lines if line[0] == "OK"]
-    errors = [line for line in lines if line[0] == "ERROR"]
-    assert accepted, lines[:3]
-    assert errors, "the disk never filled up"
-    kind, message = errors[0][1], errors[0][2]
-    assert kind == "JournalWriteError"
-    assert str(path) in message
+    accepted, message = enqueue_until_refused(path)
     assert "full" in message, message
     filler.unlink()  # the operator frees space; the next process to open the journal applies the rest
-    journal = SQLiteJournal(path)
-    try:
-        assert journal.check() == ["ok"]
-        assert [task_id for task_id in accepted if journal.fetch(task_id) is None] == []
-    finally:
-        journal.close()
+    assert_all_in_journal(path, accepted)
 
 
 def nobody_dir() -> tuple[Path, int | None]:

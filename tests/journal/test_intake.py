@@ -227,12 +227,13 @@ def test_an_intact_record_offload_did_not_write_is_counted_lost(path: Path, capl
     directory = Path(f"{path}-intake")
     write_log(directory, "dead-a", owner, [(1, "e", _apply.enqueue_record(record(1, owner=owner)))])
     log = _intake.IntakeLog(str(directory), "dead-b", owner)
-    log.append(b"no separator here")
+    for strange in (b"no separator here", b"z2|[1]", b"e3|not json", b"e4|{}"):
+        log.append(strange)
     log.close(remove=False)
     reader = SQLiteJournal(path)
     try:
         assert reader.fetch("t1") is not None
-        assert reader.lost_writes == 1
+        assert reader.lost_writes == 4
     finally:
         reader.close()
     assert "a record of intake log dead-b" in caplog.text and "cannot be read" in caplog.text

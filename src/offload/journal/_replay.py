@@ -13,6 +13,7 @@ recovery), never segments without their position, which would be applied twice.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from .._errors import JournalError
 from .._log import runner_log
-from ._apply import apply, set_based
+from ._apply import ENQUEUE, FINISH, START_MARK, apply, set_based
 from ._intake import logs, mailbox_path, read_records, remove_log
 from ._owner import is_alive, owner_id
 from ._writer import UPSERT_POSITION, live_logs
@@ -64,8 +65,7 @@ def replay(
         for end, data in read_records(directory, name, position):
             position = end
             try:
-                bar = data.index(b"|")
-                records.append((int(data[1:bar]), chr(data[0]), data[bar + 1 :].decode("ascii")))
+                records.append(_parse(data))
             except ValueError as exc:  # intact (its CRC holds) but not written by offload
                 lost(f"a record of intake log {name} in {directory} cannot be read ({exc}): {data[:80]!r}")
         positions[name] = position
@@ -76,6 +76,15 @@ def replay(
     for name, position in positions.items():
         conn.execute(UPSERT_POSITION, (name, owner, position))
     return len(records)
+
+
+def _parse(data: bytes) -> tuple[int, str, str]:
+    """(sequence number, kind, JSON text) of a record; ValueError if it is not one offload wrote."""
+    bar = data.index(b"|")
+    kind, text = chr(data[0]), data[bar + 1 :].decode("ascii")
+    if kind not in (ENQUEUE, START_MARK, FINISH) or not isinstance(json.loads(text), list):
+        raise ValueError(f"not an intake record of kind {kind!r}")
+    return int(data[1:bar]), kind, text
 
 
 def absorb(journal: SQLiteJournal) -> None:

@@ -3,10 +3,10 @@
 ``SQLiteJournal`` with ``synchronous="normal"`` (the default) does not make a
 request thread or a worker wait for an SQLite commit for the writes of a
 task's ordinary life: an enqueue, a start mark, a finish. Each is appended to
-the journal instance's intake log (:mod:`._intake`, durable once the append
-returns) and to :attr:`Intake.ops` in memory; a writer thread applies what has
-piled up to the SQLite file in one transaction (:mod:`._apply`), whatever the
-number of threads that wrote. Every other write (claim, retry, cancel,
+the writing thread's log in the journal's intake directory (:mod:`._intake`,
+durable once the append returns) and kept in memory; a writer thread applies
+what has piled up to the SQLite file in one transaction (:mod:`._apply`),
+whatever the number of threads that wrote. Every other write (claim, retry, cancel,
 recovery...) goes through the group commit as before, and its transaction
 first applies every intake record accepted before it: the SQLite file never
 sees a task's writes out of order.
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import JournalError, JournalWriteError
 from .._log import runner_log
 from ._apply import apply, set_based
-from ._intake import IntakeLog, Mailbox, mailbox_path, safe_name
+from ._intake import IntakeLog, Mailbox, mailbox_path, remove_log, safe_name
 from ._owner import owner_id
 
 if TYPE_CHECKING:
@@ -305,7 +305,10 @@ class Intake:
     def noticed(self) -> bool:
         """Whether another process changed a row of this process since this instance last looked."""
         mailbox = self._mailbox
-        return mailbox is not None and mailbox.token() != self._seen
+        try:
+            return mailbox is not None and mailbox.token() != self._seen
+        except ValueError:  # closed meanwhile (the journal is closing)
+            return False
 
     def reconcile(self) -> None:
         """Forget the held rows another process cancelled or took over (see ``SQLiteJournal.start``)."""
@@ -334,10 +337,13 @@ class Intake:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10.0)
+        for channel in self._channels:
+            channel.log.close(remove=False)  # first: an append from now on fails, and is counted lost
         left = sum(len(channel.ops) for channel in self._channels)
         applied = [channel for channel in self._channels if not channel.ops]
+        for channel in applied:
+            remove_log(self.directory, channel.name)
         for channel in self._channels:
-            channel.log.close(remove=not channel.ops)
             live_logs.discard(channel.name)
         if left:
             runner_log.warning(
