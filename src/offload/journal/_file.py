@@ -16,6 +16,9 @@ contract's statements). Settings, and why:
   one behind each other or behind the workers.
 - Writes nobody waits for (a worker's finish) are deferred until a flush asks
   for them, or until a few of them wait: see :meth:`SQLiteFile._write`.
+- With an intake (``_writer.py``: enqueues, start marks and finishes durable in
+  per-thread logs), every batch first applies the intake's records, and a write
+  or a read first applies those of this process's other instances of the file.
 - A lone statement is its own transaction (autocommit: one call into SQLite,
   not three); it takes the write lock as it starts, like ``BEGIN IMMEDIATE``.
 - ``synchronous`` NORMAL (default) or FULL; see docs/journal.md for what each survives.

@@ -149,7 +149,8 @@ class Store(abc.ABC):
     """The contract between a runner and the place its tasks are kept.
 
     Every method is thread-safe. Writes return once they are durable as far as
-    the store goes (on disk for :class:`~offload.journal.SQLiteJournal`).
+    the store goes (for :class:`~offload.journal.SQLiteJournal`: in its intake log
+    or its file, either of which survives a crash of the process).
     Methods that change one row return whether they did (False: the row is not
     there, not in a state that allows it, or held by another owner).
     """
