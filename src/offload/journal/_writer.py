@@ -17,8 +17,9 @@ process applies its records past that position (:mod:`._replay`): nothing that
 was accepted is lost, nothing is applied twice.
 
 Reads in this process first apply the records of its own journals, so it reads
-its own writes; other processes see them once the writer has applied them,
-normally within a millisecond or two.
+its own writes; other processes see them once the writer has applied them
+(about a millisecond at a moderate load; a saturated process gives the writer
+the GIL less often, and it applies larger batches, a few hundred ms apart).
 
 If the SQLite file cannot be written (disk full, read-only, damaged), the
 records stay in the log and in memory, the writer retries every second, and
