@@ -127,7 +127,7 @@ def test_a_record_cut_short_is_ignored_and_what_came_before_it_is_read(tmp_path:
     log = _intake.IntakeLog(str(tmp_path), "log", "host:1:2")
     for n in range(3):
         log.append(f"e{n}|[{n}]".encode())
-    log.close(remove=False)
+    log.close()
     (segment,) = tmp_path.glob("log.*")
     data = bytearray(segment.read_bytes())
     head = len(_intake.MAGIC) + 2 + len(b"host:1:2")
@@ -173,7 +173,7 @@ def write_log(directory: Path, name: str, owner: str, records: list[tuple[int, s
     directory.mkdir(exist_ok=True)
     log = _intake.IntakeLog(str(directory), name, owner)
     ends = [log.append(f"{kind}{seq}|{text}".encode()) for seq, kind, text in records]
-    log.close(remove=False)
+    log.close()
     return ends
 
 
@@ -229,7 +229,7 @@ def test_an_intact_record_offload_did_not_write_is_counted_lost(path: Path, capl
     log = _intake.IntakeLog(str(directory), "dead-b", owner)
     for strange in (b"no separator here", b"z2|[1]", b"e3|not json", b"e4|{}"):
         log.append(strange)
-    log.close(remove=False)
+    log.close()
     reader = SQLiteJournal(path)
     try:
         assert reader.fetch("t1") is not None
@@ -428,7 +428,7 @@ def test_a_process_without_a_mailbox_is_not_notified(tmp_path: Path) -> None:
     before = box.token()
     assert _intake.notify(str(tmp_path), "host:1:2")
     assert box.token() != before
-    box.close(remove=True)
+    box.close()
     assert not _intake.notify(str(tmp_path), "host:1:2")
 
 

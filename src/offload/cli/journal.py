@@ -23,6 +23,7 @@ from typing import Any
 
 from .._errors import JournalError
 from ..journal import FINISHED, STATES, Filter, SQLiteJournal, TaskRecord
+from ..journal._intake import intake_dir
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -97,7 +98,7 @@ def _stats(journal: SQLiteJournal, args: argparse.Namespace) -> int:
     for suffix in ("", "-wal"):
         size = os.path.getsize(journal.path + suffix) if os.path.exists(journal.path + suffix) else 0
         print(f"  file{suffix or ''}: {size:,} bytes")
-    intake = journal.path + "-intake"
+    intake = intake_dir(journal.path)
     segments = [e for e in os.scandir(intake) if not e.name.endswith(".notice")] if os.path.isdir(intake) else []
     print(f"  intake logs: {len(segments)} segment file(s), {sum(e.stat().st_size for e in segments):,} bytes")
     for state, n in journal.counts().items():

@@ -47,6 +47,11 @@ _BINARY = getattr(os, "O_BINARY", 0)
 _NO_ROOM = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
+def intake_dir(path: str) -> str:
+    """The intake directory of the journal file ``path``."""
+    return path + "-intake"
+
+
 def position(index: int, offset: int) -> int:
     return (index << _INDEX_SHIFT) | offset
 
@@ -132,7 +137,7 @@ class IntakeLog:
                 new = mmap.mmap(fd, size)
             except OSError as exc:
                 os.close(fd)
-                _unlink(path)
+                unlink_quietly(path)
                 if exc.errno in _NO_ROOM and size > least:
                     size = max(least, size // 4)
                     continue
@@ -165,7 +170,7 @@ class IntakeLog:
 
     def _retire(self, spare: tuple[int, mmap.mmap, int]) -> None:
         self._retired.append(spare[1])
-        _unlink(self.segment_path(spare[0]))
+        unlink_quietly(self.segment_path(spare[0]))
 
     def retired(self) -> list[mmap.mmap]:
         """The maps of full segments, to close (outside the lock: unmapping is a system call)."""
@@ -186,8 +191,8 @@ class IntakeLog:
                 done.append(self.segment_path(index))
         return done
 
-    def close(self, *, remove: bool) -> None:
-        """Unmap (the owner appends no more); with ``remove``, delete every segment (all are applied)."""
+    def close(self) -> None:
+        """Unmap: an append from now on fails (delete the segments with :func:`remove_log`)."""
         maps = self.retired()
         with self._lock:
             self._closed = True
@@ -197,12 +202,10 @@ class IntakeLog:
                 self._map = None
             if self._spare is not None:
                 maps.append(self._spare[1])
-                _unlink(self.segment_path(self._spare[0]))
+                unlink_quietly(self.segment_path(self._spare[0]))
                 self._spare = None
         for old in maps:
             old.close()  # its pages stay in the OS cache of the file, written back as usual
-        if remove:
-            remove_log(self.directory, self.name)
         self._closed_segments = []
 
 
@@ -316,10 +319,11 @@ def read_records(directory: str, name: str, after: int) -> Iterator[tuple[int, b
 
 def remove_log(directory: str, name: str) -> None:
     for _, path in _segments(directory, name):
-        _unlink(path)
+        unlink_quietly(path)
 
 
-def _unlink(path: str) -> None:
+def unlink_quietly(path: str) -> None:
+    """Delete a file that may be gone already."""
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -351,10 +355,10 @@ class Mailbox:
     def token(self) -> bytes:
         return self._map[:8]
 
-    def close(self, *, remove: bool) -> None:
+    def close(self) -> None:
+        """Unmap and delete it (its process no longer holds rows through it)."""
         self._map.close()
-        if remove:
-            _unlink(self.path)
+        unlink_quietly(self.path)
 
 
 def notify(directory: str, owner: str) -> bool:

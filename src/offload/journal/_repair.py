@@ -6,7 +6,7 @@ import os
 import sqlite3
 import time
 
-from ._intake import logs
+from ._intake import intake_dir, logs
 from ._replay import replay
 from ._sqlite import SQLiteJournal
 
@@ -77,7 +77,7 @@ def repair(path: str) -> tuple[str, int, int]:
             old.close()
     except sqlite3.DatabaseError:
         lost = -1  # not even the table could be read
-    intake = logs(aside + "-intake")
+    intake = logs(intake_dir(aside))
     fresh = SQLiteJournal(path)
     try:
         marks = ",".join("?" * len(_COLUMNS.split(",")))
@@ -87,7 +87,7 @@ def repair(path: str) -> tuple[str, int, int]:
             copied = conn.executemany(sql, rows).rowcount
             for writer in set(intake.values()):
                 names = [name for name, owner in intake.items() if owner == writer]
-                replay(conn, aside + "-intake", names, writer, fresh._lost_record, after=positions)
+                replay(conn, intake_dir(aside), names, writer, fresh._lost_record, after=positions)
             conn.execute("DELETE FROM intake")  # those logs stay with the damaged file
             conn.execute("UPDATE tasks SET owner = NULL, state = 'queued' WHERE state = 'running'")
             conn.execute("UPDATE tasks SET owner = NULL")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING
 from .._errors import JournalError
 from .._log import runner_log
 from ._apply import ENQUEUE, FINISH, START_MARK, apply, set_based
-from ._intake import logs, mailbox_path, read_records, remove_log
+from ._intake import logs, mailbox_path, read_records, remove_log, unlink_quietly
 from ._owner import is_alive, owner_id
 from ._writer import UPSERT_POSITION, live_logs
 
@@ -132,15 +131,8 @@ def forget(journal: SQLiteJournal, dead_log: dict[str, str]) -> None:
         remove_log(journal._intake_dir, name)
     for writer in set(dead_log.values()):
         if is_alive(writer) is False:
-            _unlink(mailbox_path(journal._intake_dir, writer))
+            unlink_quietly(mailbox_path(journal._intake_dir, writer))
     try:
         journal._write([("DELETE FROM intake WHERE log = ?", (name,)) for name in names])
     except JournalError:
         pass  # removed by the next recovery
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

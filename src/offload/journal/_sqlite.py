@@ -18,7 +18,7 @@ from .._handle import ErrorInfo
 from ._apply import ENQUEUE, FINISH, START_MARK, enqueue_record, finish_record, start_record
 from ._file import SYNCHRONOUS, Op, SQLiteFile
 from ._forkgate import gate
-from ._intake import logs, mailbox_path, notify
+from ._intake import intake_dir, logs, mailbox_path, notify, unlink_quietly
 from ._memory import _is_dead, worker_lost_error
 from ._owner import is_alive as process_is_alive
 from ._replay import absorb, dead_logs, forget, replay_dead, stale_positions
@@ -261,7 +261,7 @@ class SQLiteJournal(SQLiteFile, Store):
         cancelled, holder = self._write([cancel_row])[0]
         if cancelled and holder is not None and holder != owner:
             # Another process holds it (in memory): it must look again before starting it.
-            notify(self.path + "-intake", holder)
+            notify(self._intake_dir, holder)
         return bool(cancelled)
 
     def requeue(self, task_id: str, now: float) -> bool:
@@ -334,12 +334,12 @@ class SQLiteJournal(SQLiteFile, Store):
             # Should that process live after all (a lease that ran out), it looks at its rows
             # again before it starts one; one known dead no longer needs its mailbox.
             if notify(self._intake_dir, gone) and process_is_alive(gone) is False:
-                _unlink(mailbox_path(self._intake_dir, gone))
+                unlink_quietly(mailbox_path(self._intake_dir, gone))
         return recovery
 
     @property
     def _intake_dir(self) -> str:
-        return self.path + "-intake"
+        return intake_dir(self.path)
 
     def release(self, owner: str, now: float, *, keep: Sequence[str] = ()) -> int:
         keep = list(keep)
@@ -456,13 +456,6 @@ def _error_fields(error: ErrorInfo | None) -> tuple[str | None, str | None, str 
     if error is None:
         return None, None, None
     return _text(error.type), _text(error.message), _text(error.traceback)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 # Filter field -> SQL condition on it.

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import JournalError, JournalWriteError
 from .._log import runner_log
 from ._apply import apply, set_based
-from ._intake import IntakeLog, Mailbox, mailbox_path, remove_log, safe_name
+from ._intake import IntakeLog, Mailbox, intake_dir, mailbox_path, remove_log, safe_name, unlink_quietly
 from ._owner import owner_id
 
 if TYPE_CHECKING:
@@ -74,11 +74,10 @@ _mailboxes_lock = threading.Lock()
 class _Channel:
     """One thread's share of an intake: a log of its own, appended to without a lock."""
 
-    __slots__ = ("applied", "log", "name", "ops", "position", "thread")
+    __slots__ = ("applied", "log", "ops", "position", "thread")
 
     def __init__(self, log: IntakeLog, thread: threading.Thread) -> None:
         self.log = log
-        self.name = log.name
         self.thread = thread
         #: Accepted records not applied yet, oldest first.
         self.ops: list[Op] = []
@@ -104,7 +103,7 @@ class Intake:
 
     def __init__(self, journal: SQLiteFile) -> None:
         self.journal = journal
-        self.directory = journal.path + "-intake"
+        self.directory = intake_dir(journal.path)
         self._reset()
         _intakes.add(self)
 
@@ -188,7 +187,7 @@ class Intake:
                 log = IntakeLog(self.directory, f"{self._prefix}-{len(self._channels)}", self.owner)
                 channel = _Channel(log, me)
                 self._channels = [*self._channels, channel]  # readers iterate a list never changed in place
-                live_logs.add(channel.name)
+                live_logs.add(channel.log.name)
         self._local.channel = channel
         return channel
 
@@ -241,7 +240,7 @@ class Intake:
         records = sorted(op for _, chunk in taken for op in chunk) if len(taken) > 1 else taken[0][1]
         apply(conn, [(kind, text) for _, kind, text, _ in records], self.journal._lost_record, many=self._many)
         for channel, chunk in taken:
-            conn.execute(UPSERT_POSITION, (channel.name, self.owner, chunk[-1][3]))
+            conn.execute(UPSERT_POSITION, (channel.log.name, self.owner, chunk[-1][3]))
 
     def _settle(self, taken: Taken, error: JournalError | None) -> None:
         if error is None:
@@ -249,7 +248,7 @@ class Intake:
             for channel, chunk in taken:
                 channel.applied = chunk[-1][3]
                 for path in channel.log.finished(channel.applied):
-                    _unlink(path)
+                    unlink_quietly(path)
             return
         for channel, chunk in taken:
             channel.ops[:0] = chunk  # kept, in order, for the next try
@@ -339,13 +338,13 @@ class Intake:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10.0)
         for channel in self._channels:
-            channel.log.close(remove=False)  # first: an append from now on fails, and is counted lost
+            channel.log.close()  # first: an append from now on fails, and is counted lost
         left = sum(len(channel.ops) for channel in self._channels)
         applied = [channel for channel in self._channels if not channel.ops]
         for channel in applied:
-            remove_log(self.directory, channel.name)
+            remove_log(self.directory, channel.log.name)
         for channel in self._channels:
-            live_logs.discard(channel.name)
+            live_logs.discard(channel.log.name)
         if left:
             runner_log.warning(
                 "journal %s: %d accepted write(s) could not be applied before closing; they stay in %s "
@@ -356,7 +355,7 @@ class Intake:
             )
         if applied:
             try:
-                self.journal._write([("DELETE FROM intake WHERE log = ?", (c.name,)) for c in applied])
+                self.journal._write([("DELETE FROM intake WHERE log = ?", (c.log.name,)) for c in applied])
             except JournalError:
                 pass  # positions without segments: harmless, removed by the next recovery
         if self._mailbox is not None:
@@ -390,7 +389,7 @@ def _close_mailbox(mailbox: Mailbox) -> None:
         _, users = _mailboxes.get(mailbox.path, (mailbox, 1))
         if users <= 1:
             _mailboxes.pop(mailbox.path, None)
-            mailbox.close(remove=True)
+            mailbox.close()
         else:
             _mailboxes[mailbox.path] = (mailbox, users - 1)
 
@@ -399,13 +398,3 @@ def _after_fork_in_child() -> None:
     # The parent's (each journal resets its own intake: SQLiteFile.reset_after_fork).
     live_logs.clear()
     _mailboxes.clear()
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
